@@ -1,0 +1,57 @@
+"""Local folder BlobStore for `file://` URLs: the embedded default model store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from training_agent.domain.errors import BlobNotFound, StorageError, StoragePermissionDenied
+from training_agent.domain.ports import BlobStore
+
+
+def file_url_path(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        raise StorageError(f"not a file:// URL: {url}")
+    return Path(unquote(parts.netloc + parts.path))
+
+
+def path_to_file_url(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+class LocalBlobStore(BlobStore):
+    def download(self, url: str, dest: Path) -> int:
+        src = file_url_path(url)
+        if not src.is_file():
+            raise BlobNotFound(f"no file at {url}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(src, dest)
+        except PermissionError as exc:
+            raise StoragePermissionDenied(f"permission denied reading {url}") from exc
+        size = dest.stat().st_size
+        if size != src.stat().st_size:
+            raise StorageError(f"copy of {url} is {size} bytes, expected {src.stat().st_size}")
+        return size
+
+    def upload(self, src: Path, url: str) -> str:
+        target = file_url_path(url)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # write beside the target then rename: a reader never sees half a file
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        except PermissionError as exc:
+            raise StoragePermissionDenied(f"permission denied writing {url}") from exc
+        except OSError as exc:
+            raise StorageError(f"could not write {url}: {exc}") from exc
+        return url
+
+    def ping(self) -> None:
+        return None

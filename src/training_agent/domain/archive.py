@@ -1,0 +1,145 @@
+"""Safe dataset intake: extract a dataset zip inside one folder and find its splits and classes."""
+
+from __future__ import annotations
+
+import random
+import stat
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import DatasetInvalid
+from .ports import DatasetSplits
+
+SPLITS = ("train", "val", "test")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_members: int = 200_000
+    max_total_bytes: int = 20 * 1024**3
+
+
+def _is_junk(parts: tuple[str, ...]) -> bool:
+    return any(p == "__MACOSX" or p.startswith(".") for p in parts)
+
+
+def _checked_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The member's path parts; refuses escapes, absolute paths and links, naming the member."""
+    name = info.filename
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DatasetInvalid(f"archive member {name!r} is a symbolic link; links are refused")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise DatasetInvalid(f"archive member {name!r} has an absolute path; refused")
+    parts = PurePosixPath(unified).parts
+    if ".." in parts:
+        raise DatasetInvalid(f"archive member {name!r} escapes the dataset folder ('..'); refused")
+    return tuple(p for p in parts if p not in ("", "."))
+
+
+def _find_root(names: list[tuple[str, ...]]) -> int:
+    """How many leading parts to strip: 0 when train/ is at the root, 1 inside one top folder."""
+    if any(len(p) > 1 and p[0] == "train" for p in names):
+        return 0
+    tops = {p[0] for p in names if len(p) > 1}
+    if len(tops) == 1 and any(len(p) > 2 and p[1] == "train" for p in names):
+        return 1
+    raise DatasetInvalid(
+        "archive has no train/<class>/<image> layout at its root or inside one top-level folder"
+    )
+
+
+def extract_dataset(
+    archive: Path, dest: Path, limits: IntakeLimits = IntakeLimits()
+) -> dict[str, dict[str, list[Path]]]:
+    """Extract the split folders of `archive` into `dest`, refusing anything unsafe.
+
+    Returns split -> class -> files. Nothing is written outside `dest`."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetInvalid(f"dataset is not a readable zip archive: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise DatasetInvalid(
+                f"archive has {len(infos)} members, more than the limit of {limits.max_members}"
+            )
+        members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+        declared = 0
+        for info in infos:
+            parts = _checked_parts(info)  # refusals first, junk or not
+            if info.is_dir() or not parts or _is_junk(parts):
+                continue
+            declared += info.file_size
+            members.append((info, parts))
+        if declared > limits.max_total_bytes:
+            raise DatasetInvalid(
+                f"archive expands to {declared} bytes, more than the limit of "
+                f"{limits.max_total_bytes}"
+            )
+        strip = _find_root([p for _, p in members])
+        dest.mkdir(parents=True, exist_ok=True)
+        found: dict[str, dict[str, list[Path]]] = {s: defaultdict(list) for s in SPLITS}
+        written = 0
+        for info, parts in members:
+            rel = parts[strip:]
+            if len(rel) < 3 or rel[0] not in SPLITS:
+                continue  # README, loose files: not part of the dataset
+            target = dest.joinpath(*rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > limits.max_total_bytes:
+                        raise DatasetInvalid(
+                            f"archive member {info.filename!r} expands past the limit of "
+                            f"{limits.max_total_bytes} bytes; refused"
+                        )
+                    out.write(chunk)
+            found[rel[0]][rel[1]].append(target)
+    return {s: dict(c) for s, c in found.items()}
+
+
+def build_splits(
+    root: Path, found: dict[str, dict[str, list[Path]]], val_fraction: float, seed: int
+) -> DatasetSplits:
+    """Classes from train/, val/ held out (stratified, seeded) when missing, names checked."""
+    train = found.get("train", {})
+    class_names = sorted(c for c, files in train.items() if files)
+    if len(class_names) < 2:
+        raise DatasetInvalid(
+            f"train/ must hold at least two class folders with images; found {class_names or 'none'}"
+        )
+    index = {c: i for i, c in enumerate(class_names)}
+    for split in ("val", "test"):
+        unknown = sorted(set(found.get(split, {})) - set(class_names))
+        if unknown:
+            raise DatasetInvalid(f"{split}/ names classes that train/ lacks: {', '.join(unknown)}")
+
+    def labelled(split: str) -> list[tuple[Path, int]]:
+        return [(f, index[c]) for c in sorted(found.get(split, {})) for f in sorted(found[split][c])]
+
+    val = labelled("val")
+    held_out = False
+    if val:
+        train_items = labelled("train")
+    else:
+        held_out = True
+        rng = random.Random(seed)
+        train_items = []
+        for c in class_names:
+            files = sorted(train[c])
+            rng.shuffle(files)
+            n_val = int(round(len(files) * val_fraction)) if len(files) > 1 else 0
+            n_val = max(n_val, 1) if len(files) > 1 else 0
+            val += [(f, index[c]) for f in files[:n_val]]
+            train_items += [(f, index[c]) for f in files[n_val:]]
+    return DatasetSplits(
+        root=root, class_names=class_names, train=train_items, val=val, test=labelled("test"),
+        val_held_out=held_out,
+    )

@@ -1,0 +1,69 @@
+"""The training config: defaults, validation, and the merge of project config and request overrides."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InvalidConfig
+
+
+class TrainingConfig(BaseModel):
+    """Every knob a job accepts. Unknown keys and out-of-range values are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trainer: str = "torchvision"
+    backbone: str = "resnet18"
+    pretrained: bool = True
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float | None = Field(None, gt=0, le=10)  # None: the recipe's default for the optimizer
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    weight_decay: float = Field(0.05, ge=0, le=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    augment: Literal["none", "light", "standard", "strong"] = "standard"
+    image_size: int | Literal["auto"] = "auto"
+    early_stopping_patience: int | None = Field(5, ge=1)
+    seed: int = Field(0, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    max_minutes: float | None = Field(None, gt=0)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    warmup_epochs: float = Field(1.0, ge=0)
+    compile: bool = False
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 16 <= v <= 1024:
+            raise ValueError("image_size must be between 16 and 1024, or 'auto'")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return v
+
+
+def resolve_config(*layers: dict[str, Any] | None) -> TrainingConfig:
+    """Merge config layers (later wins) and validate; the error names each bad key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, dict):
+            raise InvalidConfig("config must be a JSON object")
+        merged.update(layer)
+    try:
+        return TrainingConfig(**merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "config"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{key}: {msg}")
+        raise InvalidConfig("invalid training config: " + "; ".join(problems)) from None

@@ -1,0 +1,143 @@
+"""Domain objects: projects, datasets, jobs and their state machine, model records, log rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .errors import Conflict
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class ProjectStatus(str, Enum):
+    PENDING_TRAINING = "pending_training"
+    TRAINING = "training"
+    PENDING_EVALUATION = "pending_evaluation"
+    TRAINING_FAILED = "training_failed"
+    TRAINING_CANCELLED = "training_cancelled"
+
+
+# A start is accepted from these statuses without "force".
+STARTABLE = frozenset(
+    {ProjectStatus.PENDING_TRAINING, ProjectStatus.TRAINING_FAILED, ProjectStatus.TRAINING_CANCELLED}
+)
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    PREPARING = "preparing"
+    TRAINING = "training"
+    UPLOADING = "uploading"
+    RECORDING = "recording"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset(
+    {JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,
+     JobState.UPLOADING, JobState.RECORDING}
+)
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+# The steps a job walks through, in order; any active state may also end failed or cancelled.
+STEP_ORDER = [JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,
+              JobState.UPLOADING, JobState.RECORDING, JobState.SUCCEEDED]
+
+
+class Project(BaseModel):
+    id: str = Field(default_factory=new_id)
+    name: str
+    status: ProjectStatus = ProjectStatus.PENDING_TRAINING
+    task_type: str = "image_classification"
+    training_config: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Dataset(BaseModel):
+    id: str = Field(default_factory=new_id)
+    project_id: str
+    gcs_url: str
+    name: str = ""
+    num_classes: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelRecord(BaseModel):
+    id: str = Field(default_factory=new_id)
+    project_id: str
+    name: str
+    framework: str = "pytorch"
+    gcs_url: str
+    accuracy: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LogEntry(BaseModel):
+    project_id: str | None
+    level: str  # info | warning | error
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    agent: str = "training"
+    id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingJob(BaseModel):
+    id: str = Field(default_factory=new_id)
+    project_id: str
+    state: JobState = JobState.QUEUED
+    config: dict[str, Any] = Field(default_factory=dict)
+    progress: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    worker_id: str | None = None
+    heartbeat_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def advance(self, to: JobState) -> None:
+        """Move to the next step; steps only go forward, and a final job never moves again."""
+        if not self.active:
+            raise Conflict(f"job {self.id} is {self.state.value} and cannot become {to.value}")
+        if to in (JobState.FAILED, JobState.CANCELLED):
+            self.finished_at = utcnow()
+        elif STEP_ORDER.index(to) <= STEP_ORDER.index(self.state):
+            raise Conflict(f"job {self.id} cannot go from {self.state.value} back to {to.value}")
+        elif to is JobState.SUCCEEDED:
+            if self.state is not JobState.RECORDING:
+                raise Conflict(f"job {self.id} cannot succeed from {self.state.value}")
+            self.finished_at = utcnow()
+        self.state = to
+        self.updated_at = utcnow()
+
+    def fail(self, cause: str) -> None:
+        self.advance(JobState.FAILED)
+        self.error = cause
+
+    def beat(self) -> None:
+        self.heartbeat_at = utcnow()
+        self.updated_at = self.heartbeat_at

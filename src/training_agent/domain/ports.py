@@ -1,0 +1,188 @@
+"""The four ports: what the service needs from the outside world, and nothing more."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .config import TrainingConfig
+from .models import Dataset, JobState, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob
+
+
+class MetadataRepo(abc.ABC):
+    """Projects, datasets, jobs, models and logs. Claims are atomic in the store."""
+
+    @abc.abstractmethod
+    def add_project(self, project: Project) -> Project: ...
+
+    @abc.abstractmethod
+    def get_project(self, project_id: str) -> Project:
+        """Raises ProjectNotFound."""
+
+    @abc.abstractmethod
+    def set_project_status(self, project_id: str, status: ProjectStatus) -> None: ...
+
+    @abc.abstractmethod
+    def add_dataset(self, dataset: Dataset) -> Dataset: ...
+
+    @abc.abstractmethod
+    def latest_dataset(self, project_id: str) -> Dataset:
+        """The newest dataset row of the project; raises DatasetNotFound."""
+
+    @abc.abstractmethod
+    def claim_job(
+        self, job: TrainingJob, allowed: frozenset[ProjectStatus] | None
+    ) -> TrainingJob:
+        """Atomically: refuse (Conflict) if the project has an active job or, when `allowed` is
+        given, a status outside it; else insert the job and set the project `training`."""
+
+    @abc.abstractmethod
+    def claim_next_pending(self, worker_id: str) -> TrainingJob | None:
+        """Atomically claim one `pending_training` project with no active job (oldest first),
+        creating its queued job owned by `worker_id`; None when there is none."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> TrainingJob:
+        """Raises JobNotFound."""
+
+    @abc.abstractmethod
+    def latest_job(self, project_id: str) -> TrainingJob | None: ...
+
+    @abc.abstractmethod
+    def save_job(self, job: TrainingJob) -> bool:
+        """Writes state, progress, error, worker, heartbeat and timestamps, only while the stored
+        job is still active; returns False (writing nothing) once it is final: final is final."""
+
+    @abc.abstractmethod
+    def active_jobs(self) -> list[TrainingJob]: ...
+
+    @abc.abstractmethod
+    def record_model(self, model: ModelRecord, job: TrainingJob) -> None:
+        """In one transaction: insert the models row, set the project `pending_evaluation`, save
+        the (succeeded) job. Raises Conflict, writing nothing, if the job is no longer active."""
+
+    @abc.abstractmethod
+    def list_models(self, project_id: str) -> list[ModelRecord]: ...
+
+    @abc.abstractmethod
+    def add_log(self, entry: LogEntry) -> None: ...
+
+    @abc.abstractmethod
+    def recent_logs(self, project_id: str, limit: int = 20) -> list[LogEntry]:
+        """Newest first."""
+
+    def ping(self) -> None:
+        """Raises when the store cannot be reached (used by /health)."""
+
+
+class BlobStore(abc.ABC):
+    """Object storage addressed by URL (`file://`, `gs://`, `s3://`, ...)."""
+
+    @abc.abstractmethod
+    def download(self, url: str, dest: Path) -> int:
+        """Stream the blob to `dest`; returns its size. Raises BlobNotFound,
+        StoragePermissionDenied or StorageError."""
+
+    @abc.abstractmethod
+    def upload(self, src: Path, url: str) -> str:
+        """Store the file at `url`; returns the URL."""
+
+    def ping(self) -> None:
+        """Raises when the store cannot be reached."""
+
+
+class DatasetSplits(BaseModel):
+    """What intake found: the class names and the image files of each split."""
+
+    root: Path
+    class_names: list[str]
+    train: list[tuple[Path, int]]
+    val: list[tuple[Path, int]]
+    test: list[tuple[Path, int]] = Field(default_factory=list)
+    val_held_out: bool = False  # True when val/ was missing and carved out of train/
+    ignored: list[str] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+class EpochProgress(BaseModel):
+    epoch: int
+    epochs: int
+    train_loss: float | None = None
+    val_accuracy: float | None = None
+    images_per_second: float | None = None
+    eta_seconds: float | None = None
+    step: int | None = None  # batches done in this epoch, for live bars
+    steps: int | None = None
+    message: str | None = None  # a note the service logs (resume, skipped images, ...)
+
+
+ProgressSink = Callable[[EpochProgress], None]
+"""Called by the trainer during training; raises JobCancelled when the job must stop."""
+
+
+class TrainRequest(BaseModel):
+    job_id: str
+    project_id: str
+    project_name: str
+    config: TrainingConfig
+    splits: DatasetSplits
+    work_dir: Path  # scratch space of this job
+    checkpoint_dir: Path  # survives the job: resume reads it
+    out_dir: Path  # artifacts go here
+    dataset_url: str
+    dataset_sha256: str
+    extra_manifest: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainResult(BaseModel):
+    accuracy: float  # test accuracy, or validation accuracy when there is no test split
+    metrics: dict[str, Any]
+    epochs_run: int
+    backbone: str
+    trainer: str
+    class_names: list[str]
+    artifacts: dict[str, Path]  # file name -> local path; must hold model.pth and manifest.json
+    weights_sha256: str
+    primary: bool = True  # False on non-zero ranks of distributed training: they upload nothing
+
+
+class Trainer(abc.ABC):
+    @abc.abstractmethod
+    def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
+        """Train and write artifacts into request.out_dir. Raises TrainingError, DatasetInvalid
+        or JobCancelled."""
+
+    @abc.abstractmethod
+    def backbones(self) -> dict[str, list[str]]:
+        """Plugin name -> backbone names it offers."""
+
+    def check_config(self, config: TrainingConfig) -> None:
+        """Raises InvalidConfig for an unknown trainer or backbone, before a job is queued."""
+
+
+class Notification(BaseModel):
+    project_id: str
+    project_name: str
+    ok: bool
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    at: datetime | None = None
+
+
+class Notifier(abc.ABC):
+    @abc.abstractmethod
+    def notify(self, notification: Notification) -> None:
+        """Tell the user; must not raise for delivery problems that should not fail a job."""
+
+
+__all__ = [
+    "BlobStore", "DatasetSplits", "EpochProgress", "JobState", "MetadataRepo", "Notification",
+    "Notifier", "ProgressSink", "TrainRequest", "TrainResult", "Trainer",
+]

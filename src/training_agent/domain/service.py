@@ -1,0 +1,299 @@
+"""TrainingService: runs a job through the ports in the order DESIGN.md fixes."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from . import archive
+from .config import TrainingConfig, resolve_config
+from .errors import Conflict, JobCancelled, JobNotFound
+from .models import (
+    STARTABLE, Dataset, JobState, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob,
+)
+from .ports import (
+    BlobStore, EpochProgress, MetadataRepo, Notification, Notifier, Trainer, TrainRequest,
+    TrainResult,
+)
+from .views import JobView, LogView, ProgressView, StatusView, redact_url
+
+PROGRESS_SAVE_SECONDS = 2.0
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class TrainingService:
+    repo: MetadataRepo
+    blobs: BlobStore
+    trainer: Trainer
+    notifier: Notifier
+    model_store_url: str
+    work_root: Path
+    limits: archive.IntakeLimits = field(default_factory=archive.IntakeLimits)
+
+    # ---- commands -------------------------------------------------------------------------
+    def create_project(
+        self, name: str, dataset_url: str, config: dict[str, Any] | None = None
+    ) -> Project:
+        self._checked_config(config or {})
+        project = self.repo.add_project(Project(name=name, training_config=config or {}))
+        self.repo.add_dataset(Dataset(project_id=project.id, gcs_url=dataset_url, name=name))
+        self._log(project.id, "info", "project created", dataset_url=redact_url(dataset_url))
+        return project
+
+    def start(
+        self, project_id: str, overrides: dict[str, Any] | None = None, force: bool = False,
+        worker_id: str | None = None,
+    ) -> TrainingJob:
+        """Validate and claim: a queued job, or NotFound / InvalidConfig / Conflict."""
+        project = self.repo.get_project(project_id)
+        self.repo.latest_dataset(project_id)
+        config = self._checked_config(project.training_config, overrides)
+        job = TrainingJob(project_id=project_id, config=config.model_dump(), worker_id=worker_id)
+        job = self.repo.claim_job(job, None if force else STARTABLE)
+        self._log(project_id, "info", "training job queued", job_id=job.id, force=force)
+        return job
+
+    def cancel(self, project_id: str) -> TrainingJob:
+        self.repo.get_project(project_id)
+        job = self.repo.latest_job(project_id)
+        if job is None or not job.active:
+            raise Conflict(f"project {project_id} has no active training job to cancel")
+        job.advance(JobState.CANCELLED)
+        job.error = "cancelled by request"
+        if not self.repo.save_job(job):
+            raise Conflict(f"job {job.id} finished before it could be cancelled")
+        self.repo.set_project_status(project_id, ProjectStatus.TRAINING_CANCELLED)
+        self._log(project_id, "warning", "training cancelled", job_id=job.id)
+        return job
+
+    def fail_job(self, job_id: str, cause: str) -> TrainingJob:
+        """End an active job from outside (its worker died, its heartbeat went stale)."""
+        job = self.repo.get_job(job_id)
+        if not job.active:
+            return job
+        step = job.state.value
+        job.fail(cause)
+        if self.repo.save_job(job):
+            self._after_failure(job, step, cause, type_name="WorkerLost")
+        return job
+
+    def fail_stale(self, max_age: timedelta) -> list[TrainingJob]:
+        cutoff = datetime.now(timezone.utc) - max_age
+        stale = [j for j in self.repo.active_jobs() if (j.heartbeat_at or j.created_at) < cutoff]
+        return [self.fail_job(j.id, f"heartbeat stale since {j.heartbeat_at or j.created_at} "
+                              "(the agent stopped while the job ran)") for j in stale]
+
+    # ---- the workflow -----------------------------------------------------------------------
+    def run(
+        self, job_id: str, on_progress: Callable[[TrainingJob], None] | None = None
+    ) -> TrainingJob:
+        """Download, prepare, train, upload, record, set status, notify. Never raises for a job
+        failure: the job ends failed (or cancelled) and says why."""
+        job = self.repo.get_job(job_id)
+        project = self.repo.get_project(job.project_id)
+        work = self.work_root / "jobs" / job.id
+        try:
+            self._run_steps(job, project, work, on_progress)
+        except JobCancelled:
+            self._log(project.id, "warning", "training stopped: job cancelled", job_id=job.id)
+        except Exception as exc:  # every failure ends the job failed, named and logged
+            step = job.state.value
+            cause = f"{type(exc).__name__}: {exc}"
+            if job.active:
+                job.fail(cause)
+                if self.repo.save_job(job):
+                    self._after_failure(job, step, cause, type(exc).__name__, project.name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self.repo.get_job(job.id)
+
+    def _run_steps(
+        self, job: TrainingJob, project: Project, work: Path,
+        on_progress: Callable[[TrainingJob], None] | None,
+    ) -> None:
+        config = TrainingConfig(**job.config)
+        dataset = self.repo.latest_dataset(project.id)
+        self._step(job, JobState.DOWNLOADING)
+        self.repo.set_project_status(project.id, ProjectStatus.TRAINING)
+        zip_path = work / "dataset.zip"
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        size = self.blobs.download(dataset.gcs_url, zip_path)
+        digest = sha256_of(zip_path)
+        self._log(project.id, "info", "dataset downloaded", job_id=job.id, bytes=size,
+                  sha256=digest, seconds=round(time.monotonic() - t0, 3),
+                  url=redact_url(dataset.gcs_url))
+
+        self._step(job, JobState.PREPARING)
+        data_dir = work / "data"
+        found = archive.extract_dataset(zip_path, data_dir, self.limits)
+        zip_path.unlink()
+        splits = archive.build_splits(data_dir, found, config.val_fraction, config.seed)
+        self._log(project.id, "info", "dataset prepared", job_id=job.id,
+                  classes=splits.class_names, counts=splits.counts(),
+                  val_held_out=splits.val_held_out)
+
+        self._step(job, JobState.TRAINING)
+        request = TrainRequest(
+            job_id=job.id, project_id=project.id, project_name=project.name, config=config,
+            splits=splits, work_dir=work, out_dir=work / "out",
+            checkpoint_dir=self.work_root / "checkpoints" / project.id,
+            dataset_url=redact_url(dataset.gcs_url), dataset_sha256=digest,
+        )
+        result = self.trainer.train(request, self._progress_sink(job, on_progress))
+        if not result.primary:
+            return  # a non-zero distributed rank: rank 0 uploads and records
+
+        self._step(job, JobState.UPLOADING)
+        base = f"{self.model_store_url.rstrip('/')}/models/{project.id}/{job.id}"
+        urls = {name: self.blobs.upload(path, f"{base}/{name}")
+                for name, path in sorted(result.artifacts.items())}
+        self._log(project.id, "info", "artifacts uploaded", job_id=job.id,
+                  artifacts=[redact_url(u) for u in urls.values()])
+
+        self._step(job, JobState.RECORDING)
+        model = self._model_record(project, job, result, urls)
+        succeeded = job.model_copy(deep=True)  # `job` stays active if recording fails
+        succeeded.advance(JobState.SUCCEEDED)
+        succeeded.progress["model_url"] = model.gcs_url
+        self.repo.record_model(model, succeeded)
+        self._log(project.id, "info", "training complete; status pending_evaluation",
+                  job_id=job.id, accuracy=result.accuracy, model_url=redact_url(model.gcs_url))
+        self._notify(Notification(
+            project_id=project.id, project_name=project.name, ok=True,
+            message=f"Training complete: {project.name} reached accuracy {result.accuracy:.4f}. "
+                    "Model uploaded; evaluation can now begin.",
+            details={"accuracy": result.accuracy, "model_url": redact_url(model.gcs_url),
+                     "job_id": job.id},
+        ))
+
+    # ---- queries ----------------------------------------------------------------------------
+    def status(self, project_id: str, log_limit: int = 20) -> StatusView:
+        project = self.repo.get_project(project_id)
+        job = self.repo.latest_job(project_id)
+        view = StatusView(
+            project_id=project.id, project_status=project.status.value,
+            recent_logs=[LogView(level=e.level, message=e.message, details=e.details,
+                                 created_at=e.created_at)
+                         for e in self.repo.recent_logs(project_id, log_limit)],
+        )
+        if job is not None:
+            url = job.progress.get("model_url")
+            view.job = JobView(
+                id=job.id, state=job.state.value, error=job.error,
+                progress=ProgressView.model_validate(job.progress),
+                model_url=redact_url(url) if url else None,
+                started_at=job.created_at, finished_at=job.finished_at,
+            )
+        return view
+
+    def job(self, job_id: str) -> TrainingJob:
+        return self.repo.get_job(job_id)
+
+    def backbones(self) -> dict[str, list[str]]:
+        return self.trainer.backbones()
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _checked_config(self, *layers: dict[str, Any] | None) -> TrainingConfig:
+        config = resolve_config(*layers)
+        self.trainer.check_config(config)
+        return config
+
+    def _step(self, job: TrainingJob, state: JobState) -> None:
+        job.advance(state)
+        job.beat()
+        if not self.repo.save_job(job):
+            raise JobCancelled(job.id)
+        self._log(job.project_id, "info", f"step: {state.value}", job_id=job.id)
+
+    def _progress_sink(
+        self, job: TrainingJob, on_progress: Callable[[TrainingJob], None] | None
+    ) -> Callable[[EpochProgress], None]:
+        last_save = 0.0
+
+        def sink(p: EpochProgress) -> None:
+            nonlocal last_save
+            epoch_end = p.step is None
+            if p.message:
+                self._log(job.project_id, "info", p.message, job_id=job.id)
+            now = time.monotonic()
+            if not epoch_end and now - last_save < PROGRESS_SAVE_SECONDS:
+                return
+            last_save = now
+            job.progress = {**job.progress, **p.model_dump(exclude_none=True, exclude={"message"})}
+            job.beat()
+            if not self.repo.save_job(job):
+                raise JobCancelled(job.id)
+            if epoch_end and p.message is None:
+                self._log(job.project_id, "info", f"epoch {p.epoch}/{p.epochs}", job_id=job.id,
+                          **p.model_dump(exclude_none=True, exclude={"message", "step", "steps"}))
+            if on_progress:
+                on_progress(job)
+
+        return sink
+
+    def _model_record(
+        self, project: Project, job: TrainingJob, result: TrainResult, urls: dict[str, str]
+    ) -> ModelRecord:
+        metrics = result.metrics
+        return ModelRecord(
+            project_id=project.id, name=f"{project.name}_model", framework="pytorch",
+            gcs_url=urls["model.pth"], accuracy=result.accuracy,
+            metadata={
+                "epochs": result.epochs_run, "backbone": result.backbone,
+                "trainer": result.trainer, "class_names": result.class_names,
+                "metrics": {k: metrics[k] for k in ("val_accuracy", "test_accuracy",
+                                                    "best_epoch") if k in metrics},
+                "manifest_url": urls.get("manifest.json"), "job_id": job.id,
+                "sha256": result.weights_sha256,
+            },
+        )
+
+    def _after_failure(
+        self, job: TrainingJob, step: str, cause: str, type_name: str,
+        project_name: str | None = None,
+    ) -> None:
+        self._safely(self.repo.set_project_status, job.project_id, ProjectStatus.TRAINING_FAILED)
+        self._log(job.project_id, "error", f"training failed at step {step}: {cause}",
+                  job_id=job.id, step=step, error_type=type_name)
+        name = project_name or self._safely(lambda: self.repo.get_project(job.project_id).name)
+        self._notify(Notification(
+            project_id=job.project_id, project_name=name or job.project_id, ok=False,
+            message=f"Training failed at step {step}: {cause}",
+            details={"step": step, "cause": cause, "job_id": job.id},
+        ))
+
+    def _notify(self, n: Notification) -> None:
+        try:
+            self.notifier.notify(n)
+        except Exception as exc:  # the user's chat being down never fails a job
+            self._log(n.project_id, "warning", f"notification failed: {exc}")
+
+    def _log(self, project_id: str | None, level: str, message: str, **details: Any) -> None:
+        self._safely(self.repo.add_log,
+                     LogEntry(project_id=project_id, level=level, message=message,
+                              details=details))
+
+    @staticmethod
+    def _safely(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:  # a failing store must not hide the original failure
+            return None
+
+
+__all__ = ["JobNotFound", "TrainingService", "sha256_of"]
