@@ -1,0 +1,1 @@
+"""Helpers shipped for tests, the demo and benchmarks: synthetic image datasets."""
