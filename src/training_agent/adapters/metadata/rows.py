@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,5 +36,16 @@ def encode(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v)
+    """SQL row -> domain dict: JSON text parsed, uuid values as text."""
+    return {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str)
+                else str(v) if isinstance(v, uuid.UUID) else v)
             for k, v in row.items()}
+
+
+def is_uuid(value: str) -> bool:
+    """Ids are uuids in Postgres: anything else names no row there (rather than a type error)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
