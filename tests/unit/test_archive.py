@@ -30,9 +30,9 @@ def basic(prefix: str = "") -> dict[str, bytes]:
     return {f"{prefix}train/{c}/{i}.jpg": IMG for c in ("cat", "dog") for i in range(5)}
 
 
-def intake(tmp_path: Path, archive: Path, limits: IntakeLimits = IntakeLimits()):
+def intake(tmp_path: Path, archive: Path, limits: IntakeLimits | None = None):
     dest = tmp_path / "work" / "data"
-    found = extract_dataset(archive, dest, limits)
+    found = extract_dataset(archive, dest, limits or IntakeLimits())
     return build_splits(dest, found, val_fraction=0.2, seed=0)
 
 
