@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -13,17 +15,39 @@ from typing import Any
 
 from . import archive
 from .config import TrainingConfig, resolve_config
-from .errors import Conflict, JobCancelled, JobNotFound
+from .errors import Conflict, InvalidInput, JobCancelled, JobNotFound
 from .models import (
-    STARTABLE, Dataset, JobState, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob,
+    STARTABLE,
+    Dataset,
+    JobState,
+    LogEntry,
+    ModelRecord,
+    Project,
+    ProjectStatus,
+    TrainingJob,
+    new_id,
 )
 from .ports import (
-    BlobStore, EpochProgress, MetadataRepo, Notification, Notifier, Trainer, TrainRequest,
+    BlobStore,
+    EpochProgress,
+    MetadataRepo,
+    Notification,
+    Notifier,
+    Trainer,
+    TrainRequest,
     TrainResult,
 )
 from .views import JobView, LogView, ProgressView, StatusView, redact_url
 
 PROGRESS_SAVE_SECONDS = 2.0
+
+
+def checked_id(value: str, what: str = "project_id") -> str:
+    """IDs are UUIDs; anything else is bad input (422), not a missing row (404)."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidInput(f"{what} {value!r} is not a UUID") from None
 
 
 def sha256_of(path: Path) -> str:
@@ -54,11 +78,21 @@ class TrainingService:
         self._log(project.id, "info", "project created", dataset_url=redact_url(dataset_url))
         return project
 
+    def store_dataset(self, archive_path: Path) -> str:
+        """Copy a local dataset zip into the model store; returns its URL."""
+        if not archive_path.is_file():
+            raise InvalidInput(f"dataset file {archive_path} does not exist")
+        if not zipfile.is_zipfile(archive_path):
+            raise InvalidInput(f"dataset file {archive_path} is not a zip archive")
+        url = f"{self.model_store_url.rstrip('/')}/datasets/{new_id()}/{archive_path.name}"
+        return self.blobs.upload(archive_path, url)
+
     def start(
         self, project_id: str, overrides: dict[str, Any] | None = None, force: bool = False,
         worker_id: str | None = None,
     ) -> TrainingJob:
         """Validate and claim: a queued job, or NotFound / InvalidConfig / Conflict."""
+        project_id = checked_id(project_id)
         project = self.repo.get_project(project_id)
         self.repo.latest_dataset(project_id)
         config = self._checked_config(project.training_config, overrides)
@@ -68,6 +102,7 @@ class TrainingService:
         return job
 
     def cancel(self, project_id: str) -> TrainingJob:
+        project_id = checked_id(project_id)
         self.repo.get_project(project_id)
         job = self.repo.latest_job(project_id)
         if job is None or not job.active:
@@ -183,6 +218,7 @@ class TrainingService:
 
     # ---- queries ----------------------------------------------------------------------------
     def status(self, project_id: str, log_limit: int = 20) -> StatusView:
+        project_id = checked_id(project_id)
         project = self.repo.get_project(project_id)
         job = self.repo.latest_job(project_id)
         view = StatusView(
@@ -234,7 +270,9 @@ class TrainingService:
             if not epoch_end and now - last_save < PROGRESS_SAVE_SECONDS:
                 return
             last_save = now
-            job.progress = {**job.progress, **p.model_dump(exclude_none=True, exclude={"message"})}
+            kept = {k: v for k, v in job.progress.items()
+                    if not (epoch_end and k in ("step", "steps"))}
+            job.progress = {**kept, **p.model_dump(exclude_none=True, exclude={"message"})}
             job.beat()
             if not self.repo.save_job(job):
                 raise JobCancelled(job.id)

@@ -6,7 +6,13 @@ import threading
 
 from training_agent.domain.errors import Conflict, DatasetNotFound, JobNotFound, ProjectNotFound
 from training_agent.domain.models import (
-    Dataset, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob, utcnow,
+    Dataset,
+    LogEntry,
+    ModelRecord,
+    Project,
+    ProjectStatus,
+    TrainingJob,
+    utcnow,
 )
 from training_agent.domain.ports import MetadataRepo
 

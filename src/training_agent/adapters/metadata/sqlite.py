@@ -9,10 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from training_agent.domain.errors import (
-    Conflict, DatasetNotFound, JobNotFound, MetadataError, ProjectNotFound,
+    Conflict,
+    DatasetNotFound,
+    JobNotFound,
+    MetadataError,
+    ProjectNotFound,
 )
 from training_agent.domain.models import (
-    Dataset, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob, utcnow,
+    Dataset,
+    LogEntry,
+    ModelRecord,
+    Project,
+    ProjectStatus,
+    TrainingJob,
+    utcnow,
 )
 from training_agent.domain.ports import MetadataRepo
 

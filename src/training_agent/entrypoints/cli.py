@@ -1,0 +1,190 @@
+"""The `training-agent` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from training_agent.domain.errors import TrainingAgentError
+from training_agent.domain.models import JobState
+
+from .container import Container, build_container
+from .progress import JobProgressBar
+from .settings import Settings
+
+
+def _json_option(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object")
+    return parsed
+
+
+class AgentGroup(click.Group):
+    """Turns domain errors into a one-line message and exit code 1 (2 for bad input)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrainingAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=AgentGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """training-agent: dataset in object storage -> trained, verified, recorded model."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = build_container(settings)
+
+
+def _container() -> Container:
+    return click.get_current_context().obj
+
+
+def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False) -> int:
+    service = container.training_service()
+    bar = JobProgressBar(disable=quiet, file=sys.stderr)
+    try:
+        job = service.run(job_id, on_progress=bar)
+    finally:
+        bar.close()
+    if job.state is JobState.SUCCEEDED:
+        return 0
+    click.echo(f"error: job {job.id} {job.state.value}: {job.error}", err=True)
+    return 1
+
+
+@main.command()
+@click.option("--epochs", type=int, default=4, show_default=True)
+def demo(epochs: int) -> None:
+    """The whole flow offline on a small generated dataset; prints accuracy and model URL."""
+    from training_agent.testing.datasets import make_dataset_zip
+
+    container = _container()
+    service = container.training_service()
+    with tempfile.TemporaryDirectory() as tmp:
+        zip_path = make_dataset_zip(Path(tmp) / "shapes.zip", classes=3, size=32,
+                                    per_class={"train": 60, "val": 15, "test": 15})
+        url = service.store_dataset(zip_path)
+    config = {"pretrained": False, "backbone": "resnet18", "epochs": epochs, "image_size": 32,
+              "batch_size": 32}
+    project = service.create_project("demo-shapes", url, config)
+    click.echo(f"project {project.id} created with dataset {url}")
+    job = service.start(project.id)
+    code = run_job_in_foreground(container, job.id)
+    if code:
+        sys.exit(code)
+    status = service.status(project.id)
+    model = container.metadata_repo().list_models(project.id)[-1]
+    click.echo(f"accuracy: {model.accuracy:.4f} (test split)")
+    click.echo(f"model: {status.job.model_url if status.job else model.gcs_url}")
+    click.echo(f"project status: {status.project_status}")
+
+
+@main.group()
+def project() -> None:
+    """Create projects."""
+
+
+@project.command("create")
+@click.option("--name", required=True)
+@click.option("--dataset", "dataset", required=True, help="a local zip, or a gs://, s3://, "
+              "https://storage.googleapis.com/ or file:// URL")
+@click.option("--config", "config", default=None, help="training config as a JSON object")
+def project_create(name: str, dataset: str, config: str | None) -> None:
+    """Create a project (pending_training) and its dataset row; prints the id last."""
+    service = _container().training_service()
+    cfg = _json_option(config)
+    if "://" in dataset:
+        url = dataset
+    else:
+        url = service.store_dataset(Path(dataset))
+    created = service.create_project(name, url, cfg)
+    click.echo(f"dataset: {url}")
+    click.echo(created.id)
+
+
+@main.command()
+@click.argument("project_id")
+@click.option("--config", "config", default=None, help="config overrides as a JSON object")
+@click.option("--epochs", type=int, default=None)
+@click.option("--force", is_flag=True, help="start from any status (never while a job is active)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train(project_id: str, config: str | None, epochs: int | None, force: bool,
+          quiet: bool) -> None:
+    """Run one training job in the foreground."""
+    overrides = _json_option(config) or {}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    container = _container()
+    job = container.training_service().start(project_id, overrides or None, force=force)
+    click.echo(f"job {job.id} started", err=True)
+    code = run_job_in_foreground(container, job.id, quiet)
+    if code == 0:
+        view = container.training_service().status(project_id)
+        click.echo(f"model: {view.job.model_url if view.job else ''}")
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("project_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(project_id: str, as_json: bool) -> None:
+    """The project's status, its latest job and recent logs."""
+    view = _container().training_service().status(project_id)
+    if as_json:
+        click.echo(view.model_dump_json(indent=2))
+        return
+    click.echo(f"project {view.project_id}: {view.project_status}")
+    if view.job:
+        j = view.job
+        click.echo(f"job {j.id}: {j.state}" + (f" — {j.error}" if j.error else ""))
+        shown = {k: v for k, v in j.progress.model_dump().items() if v is not None}
+        if shown:
+            click.echo("progress: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        if j.model_url:
+            click.echo(f"model: {j.model_url}")
+    for entry in view.recent_logs[:10]:
+        click.echo(f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.level:<7} {entry.message}")
+
+
+@main.command()
+def backbones() -> None:
+    """The backbones each installed trainer plugin offers."""
+    for plugin, names in _container().training_service().backbones().items():
+        click.echo(f"{plugin} ({len(names)} backbones)")
+        for name in names:
+            click.echo(f"  {name}")
+
+
+@main.group()
+def db() -> None:
+    """The metadata store."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the shipped migrations to the configured SQL store."""
+    repo = _container().metadata_repo()
+    applied = repo.migrate() if hasattr(repo, "migrate") else []
+    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied
+                                                            else "; schema is up to date"))
+
+
+if __name__ == "__main__":
+    main()

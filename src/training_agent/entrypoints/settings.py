@@ -1,0 +1,68 @@
+"""Settings from the environment (and `.env`), with the names DESIGN.md fixes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # the seed's names
+    supabase_url: str | None = None
+    supabase_key: str | None = Field(None, repr=False)
+    gcp_bucket_name: str | None = None
+    google_application_credentials: str | None = None
+    mcp_api_key: str | None = Field(None, repr=False)
+    log_level: str = "INFO"
+    # added
+    training_agent_home: Path = Path(".training-agent")
+    database_url: str | None = Field(None, repr=False)
+    model_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    storage_emulator_host: str | None = None
+    notify_webhook_url: str | None = Field(None, repr=False)
+    max_concurrent_jobs: int = Field(1, ge=1, le=64)
+    # dataset intake caps (refuse zip bombs and archives with absurd member counts)
+    max_dataset_bytes: int = Field(20 * 1024**3, ge=1, alias="TRAINING_AGENT_MAX_DATASET_BYTES")
+    max_dataset_members: int = Field(200_000, ge=1, alias="TRAINING_AGENT_MAX_DATASET_MEMBERS")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def metadata_backend(self) -> str:
+        if self.database_url:
+            return "postgres"
+        if self.supabase_url and self.supabase_key:
+            return "supabase"
+        return "sqlite"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def model_store(self) -> str:
+        if self.model_store_url:
+            return self.model_store_url.rstrip("/")
+        if self.gcp_bucket_name:
+            return f"gs://{self.gcp_bucket_name}"
+        return (self.home / "store").as_uri()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def notifier_kind(self) -> str:
+        return "webhook" if self.notify_webhook_url else "log"
+
+    @property
+    def home(self) -> Path:
+        return self.training_agent_home.expanduser().resolve()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sqlite_path(self) -> str:
+        return str(self.home / "training-agent.sqlite3")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def work_root(self) -> str:
+        return str(self.home / "work")
