@@ -19,11 +19,21 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from training_agent.domain.errors import (
-    Conflict, DatasetNotFound, JobNotFound, MetadataError, MetadataPermissionDenied,
+    Conflict,
+    DatasetNotFound,
+    JobNotFound,
+    MetadataError,
+    MetadataPermissionDenied,
     ProjectNotFound,
 )
 from training_agent.domain.models import (
-    Dataset, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob, new_id,
+    Dataset,
+    LogEntry,
+    ModelRecord,
+    Project,
+    ProjectStatus,
+    TrainingJob,
+    new_id,
 )
 from training_agent.domain.ports import MetadataRepo
 
