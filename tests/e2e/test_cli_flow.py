@@ -132,3 +132,19 @@ def test_unknown_project_and_bad_config_are_clear_errors(tmp_path):
     proc = cli(home, "train", pid, "--config", '{"epochs": -1, "colour": 1}', check=False)
     assert proc.returncode == 1
     assert "epochs" in proc.stderr and "colour: unknown key" in proc.stderr
+
+
+def test_db_migrate_creates_the_five_tables_once(tmp_path):
+    home = tmp_path / "home"
+    first = cli(home, "db", "migrate").stdout
+    assert "schema is up to date" in first  # SQLite migrates itself on first use
+    conn = sqlite3.connect(home / "training-agent.sqlite3")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"projects", "datasets", "models", "agent_logs", "training_jobs"} <= tables
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
+
+
+def test_demo_runs_offline_and_prints_accuracy_and_model(tmp_path):
+    out = cli(tmp_path / "home", "demo", "--epochs", "1").stdout
+    assert "accuracy: " in out and "model: file://" in out
+    assert "project status: pending_evaluation" in out
