@@ -13,7 +13,7 @@ from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.log import LogNotifier
 from training_agent.adapters.trainers.lazy import LazyTrainer
 from training_agent.domain.archive import IntakeLimits
-from training_agent.domain.ports import Trainer
+from training_agent.domain.ports import BlobStore, MetadataRepo, Trainer
 from training_agent.domain.service import TrainingService
 
 from .settings import Settings
@@ -26,6 +26,31 @@ def _pytorch_trainer() -> Trainer:
     return PyTorchTrainer()
 
 
+# The cloud adapters are imported when chosen: each needs its extra (postgres, supabase, gcs, s3).
+def _postgres_repo(dsn: str) -> MetadataRepo:
+    from training_agent.adapters.metadata.postgres import PostgresMetadataRepo
+
+    return PostgresMetadataRepo(dsn)
+
+
+def _supabase_repo(url: str, key: str) -> MetadataRepo:
+    from training_agent.adapters.metadata.supabase import SupabaseMetadataRepo
+
+    return SupabaseMetadataRepo(url, key)
+
+
+def _gcs_store(credentials_file: str | None, emulator_host: str | None) -> BlobStore:
+    from training_agent.adapters.blobstore.gcs import GcsBlobStore
+
+    return GcsBlobStore(credentials_file=credentials_file, emulator_host=emulator_host)
+
+
+def _s3_store(endpoint_url: str | None) -> BlobStore:
+    from training_agent.adapters.blobstore.s3 import S3BlobStore
+
+    return S3BlobStore(endpoint_url=endpoint_url)
+
+
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
@@ -33,11 +58,21 @@ class Container(containers.DeclarativeContainer):
         config.metadata_backend,
         sqlite=providers.Singleton(SqliteMetadataRepo, path=config.sqlite_path.as_(Path)),
         memory=providers.Singleton(InMemoryMetadataRepo),
+        postgres=providers.Singleton(_postgres_repo, dsn=config.database_url),
+        supabase=providers.Singleton(_supabase_repo, url=config.supabase_url,
+                                     key=config.supabase_key),
     )
 
     blob_store = providers.Singleton(
         BlobStoreRouter,
-        stores=providers.Dict(file=providers.Factory(LocalBlobStore).provider),
+        stores=providers.Dict(
+            file=providers.Factory(LocalBlobStore).provider,
+            gs=providers.Factory(
+                _gcs_store, credentials_file=config.google_application_credentials.required(),
+                emulator_host=config.storage_emulator_host.required()).provider,
+            s3=providers.Factory(_s3_store,
+                                 endpoint_url=config.s3_endpoint_url.required()).provider,
+        ),
     )
 
     trainer = providers.Singleton(LazyTrainer, factory=providers.Object(_pytorch_trainer))
