@@ -80,6 +80,10 @@ def test_https_storage_googleapis_url_reaches_the_same_object(request, tmp_path:
     case.store.upload(src, f"gs://{BUCKET}/{key}")
     https = f"https://storage.googleapis.com/{BUCKET}/{key.replace(' ', '%20')}"
     assert case.store.download(https, tmp_path / "got") == len(b"zip bytes")
+    signed = f"https://storage.googleapis.com/{BUCKET}/nope.zip?X-Goog-Signature=SECRET"
+    with pytest.raises(BlobNotFound) as caught:
+        case.store.download(signed, tmp_path / "nope")
+    assert "SECRET" not in str(caught.value) and "nope.zip" in str(caught.value)
 
 
 # ---- cloud stores: failures over real HTTP ----------------------------------------------------

@@ -15,8 +15,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
-from google.resumable_media import DataCorruption, InvalidResponse
 
 from training_agent.domain.errors import BlobNotFound, StorageError, StoragePermissionDenied
 from training_agent.domain.ports import BlobStore
