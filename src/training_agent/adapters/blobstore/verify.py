@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from training_agent.domain.errors import StorageError
@@ -41,6 +42,7 @@ def partial_file(dest: Path) -> Iterator[Path]:
 
 def file_digest(path: Path, algorithm: str, chunk: int = MiB) -> bytes:
     """`md5` or `crc32c` of a file, read in chunks (bounded memory)."""
+    digest: Any
     if algorithm == "crc32c":
         import google_crc32c  # installed with google-cloud-storage
 

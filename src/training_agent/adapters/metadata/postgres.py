@@ -61,7 +61,7 @@ class PostgresMetadataRepo(MetadataRepo):
         self.where = describe_dsn(dsn)
         # prepare_threshold=None: no server-side prepared statements, so Supabase's transaction
         # pooler (pgbouncer/supavisor, port 6543) works as well as a direct connection.
-        self._pool = ConnectionPool(
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             dsn, min_size=1, max_size=pool_size, timeout=connect_timeout, open=True,
             kwargs={"row_factory": dict_row, "prepare_threshold": None},
             check=ConnectionPool.check_connection, name="training-agent")
