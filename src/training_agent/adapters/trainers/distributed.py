@@ -11,6 +11,13 @@ import torch
 import torch.distributed as dist
 
 
+def init_process_group(use_cuda: bool) -> None:
+    """Join torchrun's group once. With CUDA, gradients go over nccl and the loop's small CPU
+    tensors (flags, counts, broadcast objects) over gloo: one group, two backends."""
+    if not dist.is_initialized():
+        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -35,8 +42,7 @@ class DistContext:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo")
+        init_process_group(use_cuda)
         return cls(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank,
                    local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
 
@@ -57,6 +63,16 @@ class DistContext:
             t = t.clone()
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return t
+
+    def average_buffers(self, module: torch.nn.Module) -> None:
+        """Average BatchNorm running statistics (and any float buffer) across ranks, in place,
+        so every rank evaluates and saves the same model."""
+        if not self.active:
+            return
+        for buf in module.buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+                buf.div_(self.world)
 
     def from_primary(self, obj: Any) -> Any:
         """Rank 0's value of `obj` on every rank."""

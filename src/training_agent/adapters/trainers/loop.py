@@ -202,6 +202,7 @@ class TrainingRun:
             t0 = time.monotonic()
             loss, seen, timed_out = self._epoch(epoch, budget, t_train, done_steps)
             done_steps += self.steps
+            self.dist.average_buffers(self.model)
             seconds = time.monotonic() - t0
             cm, val_loss = self._confusion("val")
             val_acc = accuracy(cm)
@@ -325,6 +326,7 @@ class TrainingRun:
         metrics["per_class"] = per_class(cm, names)
         metrics["confusion_matrix"] = {"split": split, "labels": names, "matrix": cm.tolist()}
         metrics["history"] = self.history
+        self.counts = {k: int(self.dist.sum(torch.tensor(len(d)))) for k, d in self.data.items()}
         result_acc = metrics.get("test_accuracy", metrics["val_accuracy"])
         common = {"accuracy": result_acc, "metrics": metrics, "epochs_run": len(self.history),
                   "backbone": self.cfg.backbone, "trainer": self.cfg.trainer,
@@ -362,7 +364,7 @@ class TrainingRun:
             "config": self._resolved_config(),
             "dataset": {
                 "url": req.dataset_url, "sha256": req.dataset_sha256,
-                "counts": {k: int(self.dist.sum(torch.tensor(len(d)))) for k, d in self.data.items()},
+                "counts": self.counts,
                 "skipped": self.skipped, "val_held_out": req.splits.val_held_out,
                 "class_counts": dict(Counter(req.splits.class_names[lab] for _, lab in req.splits.train)),
             },
