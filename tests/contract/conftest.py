@@ -40,6 +40,8 @@ def postgres_dsn() -> Iterator[str]:
     try:
         server = psycopg.connect(admin, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):  # CI starts the server: a missing one is a failure there
+            pytest.fail(f"no PostgreSQL server at {describe_dsn(admin)} in CI ({exc})")
         pytest.skip(f"no PostgreSQL server at {describe_dsn(admin)}: start one (.ci/run does) "
                     f"or point TEST_DATABASE_URL at one ({exc})")
     name = f"training_agent_test_{uuid.uuid4().hex[:12]}"
