@@ -100,3 +100,25 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     assert manifest["dataset"]["counts"] == {"train": 36, "val": 12, "test": 12}
     assert manifest["metrics"]["test_accuracy"] == models[0].accuracy
     assert not (home / "work" / "rank-1" / "checkpoints").exists()
+
+
+def test_cli_train_with_nproc_per_node(tmp_path):
+    """`training-agent train --nproc-per-node 2` on the embedded default: one job, one model."""
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(tmp_path / "home"), "LOG_LEVEL": "WARNING",
+           "OMP_NUM_THREADS": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "training_agent", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    data = make_dataset_zip(tmp_path / "shapes.zip")
+    config = {"pretrained": False, "epochs": 1, "batch_size": 16, "image_size": 32}
+    created = cli("project", "create", "--name", "shapes", "--dataset", str(data),
+                  "--config", json.dumps(config))
+    assert created.returncode == 0, created.stderr
+    project_id = created.stdout.strip().splitlines()[-1]
+    trained = cli("train", project_id, "--nproc-per-node", "2")
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    view = json.loads(cli("status", project_id, "--json").stdout)
+    assert view["project_status"] == "pending_evaluation"
+    assert view["job"]["state"] == "succeeded" and view["job"]["model_url"].endswith("model.pth")

@@ -125,12 +125,19 @@ def project_create(name: str, dataset: str, config: str | None) -> None:
 @click.option("--epochs", type=int, default=None)
 @click.option("--force", is_flag=True, help="start from any status (never while a job is active)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--nproc-per-node", type=int, default=1, show_default=True,
+              help="train with N processes (torchrun + DDP: one per GPU, or CPU processes); "
+                   "see docs/distributed.md for several machines")
 def train(project_id: str, config: str | None, epochs: int | None, force: bool,
-          quiet: bool) -> None:
+          quiet: bool, nproc_per_node: int) -> None:
     """Run one training job in the foreground."""
     overrides = _json_option(config) or {}
     if epochs is not None:
         overrides["epochs"] = epochs
+    if nproc_per_node > 1:
+        from .distributed import launch
+
+        sys.exit(launch(project_id, nproc_per_node, overrides or None, force))
     container = _container()
     job = container.training_service().start(project_id, overrides or None, force=force)
     click.echo(f"job {job.id} started", err=True)

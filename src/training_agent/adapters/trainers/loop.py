@@ -63,7 +63,11 @@ class TrainingRun:
                                     cfg.pretrained, self.image_size)
         self._prepare_data()
         self._prepare_model(model)
-        self._train()
+        self.writer = checkpoints.BackgroundWriter()
+        try:
+            self._train()
+        finally:
+            self.writer.wait()  # the last epoch's checkpoint is on disk, however training ended
         return self._finish()
 
     def _image_size(self) -> int:
@@ -84,6 +88,8 @@ class TrainingRun:
         self.cached = total <= self.cache_bytes
         cuda = self.device.type == "cuda"
         workers = 0 if self.cached else max(1, min(8, self.threads - (0 if cuda else 1)))
+        if workers and not cuda:  # loader processes and intra-op threads share the cores
+            torch.set_num_threads(max(1, self.threads - workers))
         self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
                                       workers, pin=cuda)
                      for name, items in shards.items()}
@@ -140,7 +146,7 @@ class TrainingRun:
         self.total_steps = cfg.epochs * self.steps
         self.schedule = make_schedule(self.optimizer, self.total_steps,
                                       round(cfg.warmup_epochs * self.steps))
-        self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.runner: torch.nn.Module = model
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -184,7 +190,7 @@ class TrainingRun:
     def _checkpoint(self, epoch: int) -> None:
         if not self.dist.primary:
             return
-        checkpoints.save(self.req.checkpoint_dir, {
+        self.writer.save(self.req.checkpoint_dir, {
             "fingerprint": self.fingerprint, "epoch": epoch, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
