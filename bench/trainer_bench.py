@@ -1,0 +1,422 @@
+"""Trainer benchmark, one command: `python bench/trainer_bench.py` (writes bench/results/trainer.md).
+
+Measures, side by side in one run, on this machine's CPU (and on CUDA when a GPU is present):
+  1. loader throughput: our pipeline vs the seed's (torchvision ImageFolder, per-sample
+     Resize((224, 224)) + ToTensor, DataLoader batch 32, num_workers=0), same JPEG files, same
+     output size, first epoch and steady state;
+  2. training efficiency: our end-to-end training images/s divided by the same model's
+     training step on tensors already in memory (the compute limit);
+  3. time to a target test accuracy on a generated dataset: our defaults vs the seed's recipe
+     (resize 224, ResNet-18, Adam 1e-3, batch 32; pretrained false: no network here).
+`--quick` shrinks every part (a smoke run)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training_agent.adapters.trainers import loop
+from training_agent.adapters.trainers.augment import BatchTransform
+from training_agent.adapters.trainers.data import chunks_of, load_split
+from training_agent.adapters.trainers.evaluation import accuracy
+from training_agent.adapters.trainers.pytorch import PyTorchTrainer, cpu_count
+from training_agent.adapters.trainers.recipe import make_optimizer, resolved_lr
+from training_agent.adapters.trainers.registry import default_registry
+from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.domain.config import TrainingConfig
+from training_agent.domain.errors import JobCancelled
+from training_agent.domain.ports import DatasetSplits, EpochProgress, TrainRequest
+from training_agent.testing.datasets import draw_sample, make_dataset_zip
+
+RESULTS = Path(__file__).parent / "results" / "trainer.md"
+
+
+def splits_from_zip(zip_path: Path, dest: Path) -> DatasetSplits:
+    return build_splits(dest, extract_dataset(zip_path, dest), 0.15, 0)
+
+
+def photo_folder(root: Path, classes: int, per_class: int, side: int) -> list[tuple[Path, int]]:
+    """Camera-like JPEGs (side x side*4/3) in ImageFolder layout."""
+    rng = random.Random(0)
+    items = []
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = draw_sample(c, side, rng).resize((side * 4 // 3, side))
+            path = folder / f"{i:04d}.jpg"
+            img.save(path, quality=90)
+            items.append((path, c))
+    return items
+
+
+# ---- 1. loader ------------------------------------------------------------------------------
+def seed_loader(root: Path, device: torch.device):
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor()])
+    ds = datasets.ImageFolder(root=str(root), transform=tf)
+    return torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=0)
+
+
+def timed_pass(batches: Any, device: torch.device, prepare: Any = None) -> tuple[int, float]:
+    t0, n = time.perf_counter(), 0
+    for x, _ in batches:
+        x = x.to(device, non_blocking=True)
+        if prepare is not None:
+            x = prepare(x)
+        n += len(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n, time.perf_counter() - t0
+
+
+def bench_loader(work: Path, device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    root = work / "photos"
+    items = photo_folder(root, 3, 40 if quick else 160, 480)
+    threads = torch.get_num_threads()
+    rows = []
+
+    loader = seed_loader(root, device)
+    seed = [timed_pass(loader, device) for _ in range(2)]
+    seed_first, seed_steady = (n / dt for n, dt in seed)
+    rows.append({"pipeline": "seed: ImageFolder + Resize(224) + ToTensor, 0 workers",
+                 "first": seed_first, "steady": seed_steady})
+
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    split = load_split(items, 224, threads, cache=True, workers=0, pin=device.type == "cuda")
+    order = chunks_of(torch.randperm(len(split), generator=gen), 32)
+    n, dt = timed_pass(split.batches(order), device)
+    first = n / (time.perf_counter() - t0)
+    steady = []
+    for _ in range(5):
+        n, dt = timed_pass(split.batches(chunks_of(torch.randperm(len(split), generator=gen), 32)),
+                           device)
+        steady.append(n / dt)
+    rows.append({"pipeline": f"ours: decode once (JPEG draft, {threads} threads) -> uint8 cache",
+                 "first": first, "steady": statistics.median(steady)})
+
+    tf = BatchTransform("standard", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), device)
+    aug = []
+    for _ in range(3):
+        g = torch.Generator(device=device).manual_seed(1)
+        n, dt = timed_pass(split.batches(chunks_of(torch.randperm(len(split), generator=gen), 32)),
+                           device, lambda x, g=g: tf.train(x, g))
+        aug.append(n / dt)
+    rows.append({"pipeline": f"ours + batched augment & normalise on {device.type}",
+                 "first": None, "steady": statistics.median(aug)})
+
+    workers = max(1, threads - 1)
+    streamed = load_split(items, 224, threads, cache=False, workers=workers)
+    passes = [timed_pass(streamed.batches(chunks_of(torch.randperm(len(streamed),
+                                                                   generator=gen), 32)), device)
+              for _ in range(2)]
+    rows.append({"pipeline": f"ours streamed (over memory budget): {workers} workers, JPEG draft",
+                 "first": passes[0][0] / passes[0][1], "steady": passes[1][0] / passes[1][1]})
+    for r in rows:
+        r["x_first"] = r["first"] / seed_first if r["first"] else None
+        r["x_steady"] = r["steady"] / seed_steady
+    return rows
+
+
+# ---- 2. training efficiency -----------------------------------------------------------------
+def request(work: Path, splits: DatasetSplits, name: str, **config: Any) -> TrainRequest:
+    return TrainRequest(
+        job_id=name, project_id=name, project_name=name, config=TrainingConfig(**config),
+        splits=splits, work_dir=work / name, checkpoint_dir=work / name / "ckpt",
+        out_dir=work / name / "out", dataset_url="file:///bench.zip", dataset_sha256="0" * 64)
+
+
+def compute_limit(backbone: str, classes: int, size: int, batch: int, device: torch.device,
+                  precision: str) -> Any:
+    """A function timing one bare training step of the same model with the same optimizer
+    (forward, backward, optimizer step) on tensors already in memory: no data loading, no
+    augmentation, no validation. Returns the step's wall seconds."""
+    torch.manual_seed(0)
+    config = TrainingConfig(pretrained=False)
+    model = default_registry().get("torchvision").build(backbone, classes, False, size).to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, config, resolved_lr(config))
+    x = torch.randn(batch, 3, size, size, device=device)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,), device=device)
+    crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        with autocast:
+            loss = crit(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    step()  # warm
+    return step
+
+
+def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
+    """Ours vs the compute limit, interleaved step by step: after each of our training steps
+    (timed from the end of the previous one: batch gather, augmentation, normalisation, the
+    step, the scheduler, progress reporting) the progress sink runs one bare step of the same
+    model and optimizer on in-memory tensors. Steps that span validation are left out. On a
+    machine shared with other work, interleaving exposes both to the same load; the median
+    and the best (minimum, as timeit reports) of the per-step times are both given."""
+    per = {"train": 32 if quick else 64, "val": 8, "test": 4}
+    zip_path = make_dataset_zip(work / "eff.zip", classes=4, per_class=per, size=64, seed=1)
+    splits = splits_from_zip(zip_path, work / "eff")
+    epochs = 3 if quick else 5
+    batch = TrainingConfig().batch_size
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    size = 64  # image_size auto on 64 px images (checked below)
+    bare = compute_limit("resnet18", 4, size, batch, device, precision)
+    ours: list[float] = []
+    limit: list[float] = []
+    last: dict[str, Any] = {}
+
+    def sink(p: EpochProgress) -> None:
+        if not p.step:
+            return
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if last.get("epoch") == p.epoch and p.step == last["step"] + 1:
+            ours.append(now - last["t"])
+        limit.append(bare())
+        last.update(epoch=p.epoch, step=p.step, t=time.perf_counter())
+
+    req = request(work, splits, f"eff-{device.type}", pretrained=False, epochs=epochs,
+                  early_stopping_patience=None, device=str(device.type))
+    t0 = time.perf_counter()
+    result = PyTorchTrainer().train(req, sink)
+    wall = time.perf_counter() - t0 - sum(limit)
+    manifest = json.loads(result.artifacts["manifest.json"].read_text())
+    assert manifest["input"]["image_size"] == size
+    med = statistics.median
+    n = len(splits.train)
+    return {"device": device.type, "images": n, "epochs": epochs, "image_size": size,
+            "batch": batch, "steps": len(ours),
+            "limit_med": batch / med(limit), "limit_best": batch / min(limit),
+            "ours_med": batch / med(ours), "ours_best": batch / min(ours),
+            "eff_med": med(limit) / med(ours), "eff_best": min(limit) / min(ours),
+            "whole": n * epochs / wall, "eff_whole": (n * epochs / wall) / (batch / med(limit))}
+
+
+# ---- 3. time to accuracy --------------------------------------------------------------------
+class _Clock:
+    """Wall and CPU seconds of training, with the benchmark's own test evaluations taken out."""
+
+    def __init__(self) -> None:
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        self.paused_wall = self.paused_cpu = 0.0
+
+    def now(self) -> tuple[float, float]:
+        return (time.perf_counter() - self.t0 - self.paused_wall,
+                time.process_time() - self.c0 - self.paused_cpu)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        w, c = time.perf_counter(), time.process_time()
+        yield
+        self.paused_wall += time.perf_counter() - w
+        self.paused_cpu += time.process_time() - c
+
+
+def ours_time_to(target: float, work: Path, splits: DatasetSplits, device: torch.device,
+                 max_epochs: int) -> dict[str, Any]:
+    clock, curve = _Clock(), []
+    original = loop.TrainingRun._report
+
+    def probe(run: loop.TrainingRun, p: EpochProgress) -> None:
+        wall, cpu = clock.now()
+        with clock.paused():
+            acc = accuracy(run._confusion("test")[0])
+        curve.append((p.epoch, wall, cpu, acc))
+        original(run, p)
+        if acc >= target:
+            raise JobCancelled("target reached")
+
+    loop.TrainingRun._report = probe
+    try:
+        req = request(work, splits, f"ours-{device.type}", pretrained=False, epochs=max_epochs,
+                      device=device.type)
+        PyTorchTrainer().train(req, lambda p: None)
+    except JobCancelled:
+        pass
+    finally:
+        loop.TrainingRun._report = original
+    return _reached(curve, target)
+
+
+def seed_time_to(target: float, root: Path, device: torch.device, max_seconds: float,
+                 max_epochs: int) -> dict[str, Any]:
+    """The seed's train_model: Resize((224, 224)) + ToTensor, ImageFolder, batch 32, shuffle,
+    ResNet-18, Adam(lr=1e-3), CrossEntropy (pretrained false); test accuracy after each epoch."""
+    from torchvision import datasets, models, transforms
+
+    torch.manual_seed(0)
+    clock, curve = _Clock(), []
+    tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor()])
+    train_ds = datasets.ImageFolder(root=f"{root}/train", transform=tf)
+    test_ds = datasets.ImageFolder(root=f"{root}/test", transform=tf)
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=32, shuffle=True)
+    model = models.resnet18(weights=None, num_classes=len(train_ds.classes)).to(device)
+    crit = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            loss = crit(model(x), y)
+            loss.backward()
+            opt.step()
+        wall, cpu = clock.now()
+        with clock.paused():
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for x, y in torch.utils.data.DataLoader(test_ds, batch_size=64):
+                    correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+        curve.append((epoch, wall, cpu, correct / len(test_ds)))
+        if curve[-1][3] >= target or wall > max_seconds:
+            break
+    return _reached(curve, target)
+
+
+def _reached(curve: list[tuple[int, float, float, float]], target: float) -> dict[str, Any]:
+    hit = next((c for c in curve if c[3] >= target), None)
+    end = hit or curve[-1]
+    return {"reached": hit is not None, "wall": end[1], "cpu": end[2], "epochs": end[0],
+            "best": max(c[3] for c in curve),
+            "curve": [(e, round(w, 1), round(a, 3)) for e, w, _, a in curve]}
+
+
+def bench_time_to_accuracy(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
+    per = {"train": 20 if quick else 60, "val": 10, "test": 25}
+    zip_path = make_dataset_zip(work / "tta.zip", classes=4, per_class=per, size=64, seed=2)
+    splits = splits_from_zip(zip_path, work / "tta")
+    target = 0.9
+    ours = ours_time_to(target, work, splits, device, max_epochs=10)
+    seed = seed_time_to(target, splits.root, device, max_seconds=60 if quick else 300,
+                        max_epochs=3 if quick else 15)
+    return {"device": device.type, "target": target, "ours": ours, "seed": seed,
+            "train_images": len(splits.train), "test_images": len(splits.test)}
+
+
+# ---- report ---------------------------------------------------------------------------------
+def _f(v: float | None, digits: int = 0) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def report(parts: list[dict[str, Any]], seconds: float) -> str:
+    lines = ["# Trainer benchmark", "",
+             f"`python bench/trainer_bench.py` on {platform.processor() or platform.machine()}, "
+             f"{cpu_count()} CPU cores, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} intra-op threads; whole run {seconds:.0f} s.", ""]
+    for part in parts:
+        dev = part["device"]
+        lines += [f"## {dev.upper()}", "", "### 1. Loader throughput (images/s, 224 px output, "
+                  "batch 32, 480x640 JPEGs)", "",
+                  "| pipeline | first epoch | steady state | × seed (first) | × seed (steady) |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in part["loader"]:
+            lines.append(f"| {r['pipeline']} | {_f(r['first'])} | {_f(r['steady'])} | "
+                         f"{_f(r['x_first'], 1)} | {_f(r['x_steady'], 1)} |")
+        e = part["efficiency"]
+        lines += ["", f"### 2. Training efficiency (ResNet-18, {e['image_size']} px, batch "
+                  f"{e['batch']}, {e['images']} images, {e['epochs']} epochs, {e['steps']} "
+                  "interleaved step pairs)", "",
+                  "| measure | images/s (median step) | ÷ limit | images/s (best step) | ÷ limit |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| compute limit: same model and optimizer, step on in-memory tensors | "
+                  f"{_f(e['limit_med'], 1)} | 1.00 | {_f(e['limit_best'], 1)} | 1.00 |",
+                  f"| ours, end to end per training step (gather + augment + step + reporting) | "
+                  f"{_f(e['ours_med'], 1)} | **{e['eff_med']:.3f}** | {_f(e['ours_best'], 1)} | "
+                  f"**{e['eff_best']:.3f}** |",
+                  f"| ours, whole run (decode, validation, checkpoints, artifacts included) | "
+                  f"{_f(e['whole'], 1)} | {e['eff_whole']:.3f} | | |"]
+        t = part["tta"]
+        o, sd = t["ours"], t["seed"]
+
+        def cell(r: dict[str, Any], key: str) -> str:
+            return f"{r[key]:.1f}" if r["reached"] else f"> {r[key]:.1f} (not reached)"
+
+        def speed(key: str, o: dict[str, Any] = o, sd: dict[str, Any] = sd) -> str:
+            if not o["reached"]:
+                return "–"
+            bound = "" if sd["reached"] else " (lower bound: the seed never got there)"
+            return f"**{sd[key] / o[key]:.1f}×**{bound}"
+
+        lines += ["", f"### 3. Time to {t['target']:.0%} test accuracy (generated 64 px, 4 "
+                  f"classes, {t['train_images']} train / {t['test_images']} test images)", "",
+                  "| recipe | wall s | CPU s | epochs | best test accuracy |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| seed: resize 224, ResNet-18, Adam 1e-3, batch 32, no augmentation | "
+                  f"{cell(sd, 'wall')} | {cell(sd, 'cpu')} | {sd['epochs']} | {sd['best']:.3f} |",
+                  f"| ours: defaults (image_size auto, AdamW, warmup+cosine, label smoothing, "
+                  f"standard augment) | {cell(o, 'wall')} | {cell(o, 'cpu')} | {o['epochs']} | "
+                  f"{o['best']:.3f} |",
+                  f"| speed-up | {speed('wall')} | {speed('cpu')} | | |",
+                  "", f"Curves (epoch, wall s, test accuracy): seed {sd['curve']}; "
+                      f"ours {o['curve']}.", ""]
+    lines += ["Times exclude the benchmark's own per-epoch test evaluation; they include each "
+              "recipe's data loading (ours: the one-time decode) and, for ours, per-epoch "
+              "validation and checkpoints. CPU seconds (this process's, all threads) are given "
+              "beside wall seconds because the machine is shared: they are the figures that "
+              f"other work on the machine disturbs least (load average at the end: "
+              f"{os.getloadavg()[0]:.1f}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(cpu_count())
+    os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    t0 = time.perf_counter()
+    parts = []
+    for device in devices:
+        with tempfile.TemporaryDirectory(prefix="trainer-bench-") as tmp:
+            work = Path(tmp)
+            part: dict[str, Any] = {"device": device.type}
+            print(f"[{device}] loader ...", file=sys.stderr)
+            part["loader"] = bench_loader(work, device, args.quick)
+            print(f"[{device}] training efficiency ...", file=sys.stderr)
+            part["efficiency"] = bench_efficiency(work, device, args.quick)
+            print(f"[{device}] time to accuracy ...", file=sys.stderr)
+            part["tta"] = bench_time_to_accuracy(work, device, args.quick)
+            parts.append(part)
+    text = report(parts, time.perf_counter() - t0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
