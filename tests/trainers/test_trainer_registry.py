@@ -4,15 +4,23 @@ third-party plugin distribution found through its entry point."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from training_agent.adapters.blobstore.memory import InMemoryBlobStore
+from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+from training_agent.adapters.notifiers.memory import InMemoryNotifier
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.adapters.trainers.registry import InputSpec, PluginRegistry
 from training_agent.domain.errors import InvalidConfig
-
-from .conftest import Recorder, make_request
+from training_agent.domain.service import TrainingService
+from training_agent.testing.datasets import make_dataset_zip
 
 
 class FakeProvider:
@@ -121,16 +129,44 @@ def plugin_site(tmp_path, monkeypatch):
     return tmp_path / "site"
 
 
-def test_a_plugin_distribution_is_listed_and_trains(plugin_site, tmp_path, tiny_splits):
+def in_memory_service(trainer):
+    return TrainingService(repo=InMemoryMetadataRepo(), blobs=InMemoryBlobStore(),
+                           trainer=trainer, notifier=InMemoryNotifier(),
+                           model_store_url="mem://models", work_root=Path(tempfile.mkdtemp()))
+
+
+def test_a_plugin_distribution_is_listed_and_a_job_trains_with_it(plugin_site, tmp_path):
     trainer = PyTorchTrainer(PluginRegistry())
     assert trainer.backbones()["tinyplug"] == ["tinynet"]
     assert "torchvision" in trainer.backbones()
-    req = make_request(tmp_path, tiny_splits, trainer="tinyplug", backbone="tinynet", epochs=1)
-    trainer.check_config(req.config)
-    result = trainer.train(req, Recorder())
-    manifest = json.loads(result.artifacts["manifest.json"].read_text())
-    assert (manifest["trainer"], manifest["backbone"]) == ("tinyplug", "tinynet")
+    service = in_memory_service(trainer)
+    data = make_dataset_zip(tmp_path / "shapes.zip")
+    url = service.blobs.put("mem://data/shapes.zip", data.read_bytes())
+    project = service.create_project("shapes", url, {
+        "trainer": "tinyplug", "backbone": "tinynet", "pretrained": False, "epochs": 1,
+        "image_size": 32})
+    job = service.run(service.start(project.id).id)
+    assert job.state.value == "succeeded", job.error
+    [model] = service.repo.list_models(project.id)
+    assert (model.metadata["trainer"], model.metadata["backbone"]) == ("tinyplug", "tinynet")
+    manifest = json.loads(service.blobs.blobs[model.metadata["manifest_url"]])
     assert manifest["input"]["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_the_cli_lists_a_plugin_distribution(plugin_site, tmp_path):
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(tmp_path / "home"),
+           "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "training_agent", "backbones"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "tinyplug (1 backbones)" in out.stdout and "  tinynet" in out.stdout
+    assert "torchvision (" in out.stdout and "timm (" in out.stdout
+
+
+def test_an_unknown_plugin_is_refused_before_a_job_is_queued(tmp_path):
+    service = in_memory_service(PyTorchTrainer(PluginRegistry(load_installed=False)))
+    with pytest.raises(InvalidConfig, match="unknown trainer 'nope'"):
+        service.create_project("x", "mem://x.zip", {"trainer": "nope"})
 
 
 def test_a_broken_plugin_is_reported_by_name(tmp_path, monkeypatch):

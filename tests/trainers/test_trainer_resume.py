@@ -56,3 +56,44 @@ def test_a_changed_config_starts_fresh(tmp_path, tiny_splits):
     assert [e.epoch for e in sink.epochs] == [1, 2]
     assert any("another config" in m for m in sink.messages)
     assert not any("resuming" in m for m in sink.messages)
+
+
+def test_a_cancelled_job_resumes_in_the_next_job_and_says_so(tmp_path):
+    """Through the service: cancel after epoch 2 of 4, start again, the new job resumes from
+    the project's checkpoint and agent_logs says so."""
+    from training_agent.adapters.blobstore.memory import InMemoryBlobStore
+    from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+    from training_agent.adapters.notifiers.memory import InMemoryNotifier
+    from training_agent.domain.service import TrainingService
+    from training_agent.testing.datasets import make_dataset_zip
+
+    service = TrainingService(repo=InMemoryMetadataRepo(), blobs=InMemoryBlobStore(),
+                              trainer=PyTorchTrainer(), notifier=InMemoryNotifier(),
+                              model_store_url="mem://models", work_root=tmp_path / "home")
+    url = service.blobs.put("mem://d.zip", make_dataset_zip(tmp_path / "d.zip").read_bytes())
+    project = service.create_project("shapes", url, {
+        "pretrained": False, "epochs": 4, "image_size": 32, "batch_size": 16,
+        "early_stopping_patience": None})
+
+    def messages() -> list[str]:
+        return [e.message for e in service.repo.recent_logs(project.id, 200)]
+
+    def cancel_after_epoch_2(job) -> None:
+        if "epoch 2/4" in messages() and job.active:
+            service.cancel(project.id)
+
+    first = service.run(service.start(project.id).id, on_progress=cancel_after_epoch_2)
+    assert first.state.value == "cancelled"
+    assert (tmp_path / "home" / "checkpoints" / project.id / "last.pt").exists()
+
+    # the cancel is seen at the job's next progress save: epoch 2's end or a little later
+    ckpt = tmp_path / "home" / "checkpoints" / project.id / "last.pt"
+    done = torch.load(ckpt, weights_only=True)["epoch"]
+    assert done in (2, 3)
+
+    second = service.run(service.start(project.id).id)
+    assert second.state.value == "succeeded", second.error
+    assert f"resuming from checkpoint of epoch {done}/4" in messages()
+    [model] = service.repo.list_models(project.id)
+    assert model.metadata["epochs"] == 4
+    assert not (tmp_path / "home" / "checkpoints" / project.id / "last.pt").exists()
