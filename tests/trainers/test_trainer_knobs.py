@@ -71,3 +71,17 @@ def test_augment_presets_keep_shape_and_range(preset):
         assert torch.allclose(y, t.eval(x))
     else:
         assert not torch.allclose(y, t.eval(x))
+
+
+def test_no_validation_images_keeps_the_last_epoch(tmp_path):
+    """One image per class: nothing can be held out, so no early stopping on an empty split."""
+    from training_agent.testing.datasets import make_dataset_zip
+
+    from .conftest import splits_of
+
+    zip_path = make_dataset_zip(tmp_path / "one.zip", per_class={"train": 1})
+    splits = splits_of(zip_path, tmp_path / "data")
+    assert splits.val == []
+    result = PyTorchTrainer().train(make_request(tmp_path, splits, epochs=3,
+                                                 early_stopping_patience=1), Recorder())
+    assert result.epochs_run == 3 and result.metrics["best_epoch"] == 3

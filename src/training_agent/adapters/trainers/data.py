@@ -40,20 +40,34 @@ class CachedSplit:
 
     cached = True
 
-    def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
-                 pin: bool = False) -> None:
+    def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int) -> None:
         array, ok, bad = decode_many([p for p, _ in items], size, threads)
         self.images = torch.from_numpy(array)
-        if pin:
-            self.images = self.images.pin_memory()
         self.labels = torch.tensor([items[i][1] for i in ok], dtype=torch.int64)
         self.skipped = bad
+
+    def pin(self) -> None:
+        """Page-locked host memory: host-to-GPU copies of batches run asynchronously."""
+        try:
+            self.images = self.images.pin_memory()
+        except RuntimeError:  # page-locking that much memory failed: pageable copies
+            pass
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel()
+
+    def to(self, device: torch.device) -> None:
+        """Keep the cache on the GPU: a batch is then a gather in device memory."""
+        self.images = self.images.to(device)
+        self.labels = self.labels.to(device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in chunks:
+            idx = idx.to(self.images.device)
             yield self.images[idx], self.labels[idx]
 
 
@@ -110,7 +124,7 @@ class StreamedSplit:
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
                workers: int, pin: bool = False) -> CachedSplit | StreamedSplit:
     if cache:
-        return CachedSplit(items, size, threads, pin)
+        return CachedSplit(items, size, threads)
     return StreamedSplit(items, size, threads, workers, pin)
 
 

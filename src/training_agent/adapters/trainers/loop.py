@@ -86,6 +86,7 @@ class TrainingRun:
         shards = {name: dist.shard(list(getattr(splits, name))) for name in ("train", "val", "test")}
         total = sum(len(s) for s in shards.values()) * per_image * dist.local_world
         self.cached = total <= self.cache_bytes
+        self.gpu_cache = False
         cuda = self.device.type == "cuda"
         workers = 0 if self.cached else max(1, min(8, self.threads - (0 if cuda else 1)))
         if workers and not cuda:  # loader processes and intra-op threads share the cores
@@ -93,6 +94,8 @@ class TrainingRun:
         self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
                                       workers, pin=cuda)
                      for name, items in shards.items()}
+        if self.cached and cuda:
+            self._cache_on_gpu()
         self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
         self._check_skipped()
         n = len(splits.class_names)
@@ -100,15 +103,25 @@ class TrainingRun:
                                         self.device, channels_last=cuda)
         self.autocast = self._autocast()
         self.batch = max(1, self.cfg.batch_size // dist.world)  # batch_size is global
+        # with no validation images (tiny classes, nothing held out) the last epoch is kept
+        self.has_val = int(dist.sum(torch.tensor(len(self.data["val"])))) > 0
         smallest = int(dist.min(torch.tensor(len(self.data["train"]))))
         self.steps = max(1, math.ceil(smallest / self.batch))
         self.num_classes = n
+
+    def _cache_on_gpu(self) -> None:
+        """Move the decoded cache into GPU memory when it takes under a quarter of what is
+        free (the model and activations need the rest)."""
+        free, _ = torch.cuda.mem_get_info(self.device)
+        self.gpu_cache = sum(d.nbytes for d in self.data.values()) < free // 4
+        for d in self.data.values():
+            d.to(self.device) if self.gpu_cache else d.pin()
 
     def _check_skipped(self) -> None:
         names = self.req.splits.class_names
         self.skipped = {k: len(d.skipped) for k, d in self.data.items()}
         counts = torch.zeros(len(names) + 3, dtype=torch.int64)
-        counts[: len(names)] = torch.bincount(self.data["train"].labels.clamp(min=0),
+        counts[: len(names)] = torch.bincount(self.data["train"].labels.cpu().clamp(min=0),
                                               minlength=len(names))
         counts[len(names):] = torch.tensor([self.skipped[k] for k in ("train", "val", "test")])
         counts = self.dist.sum(counts)
@@ -217,7 +230,7 @@ class TrainingRun:
                 "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
                 "images_per_second": round(ips, 1)})
-            if val_acc > self.best["accuracy"]:
+            if val_acc > self.best["accuracy"] or not self.has_val:
                 self.best = {"accuracy": val_acc, "epoch": epoch,
                              "state": {k: v.detach().clone().cpu()
                                        for k, v in self.model.state_dict().items()}}
@@ -231,7 +244,7 @@ class TrainingRun:
                 images_per_second=ips, eta_seconds=left * seconds))
             if timed_out or (left and elapsed + seconds > budget):
                 self.stop_reason = "max_minutes"
-            elif left and patience is not None and stale >= patience:
+            elif left and patience is not None and stale >= patience and self.has_val:
                 self.stop_reason = "early_stopping"
             if self.stop_reason != "epochs":
                 if left:
@@ -376,7 +389,8 @@ class TrainingRun:
             },
             "runtime": {"device": str(self.device), "world_size": self.dist.world,
                         "precision": self.precision, "threads": self.threads,
-                        "cached": self.cached, "batch_per_rank": self.batch,
+                        "cached": self.cached, "gpu_cache": self.gpu_cache,
+                        "batch_per_rank": self.batch,
                         "steps_per_epoch": self.steps, "compile": self.cfg.compile},
             "library_versions": artifacts.library_versions(),
             "timings": self.timings,
