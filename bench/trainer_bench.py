@@ -129,7 +129,7 @@ def bench_loader(work: Path, device: torch.device, quick: bool) -> list[dict[str
     passes = [timed_pass(streamed.batches(chunks_of(torch.randperm(len(streamed),
                                                                    generator=gen), 32)), device)
               for _ in range(2)]
-    rows.append({"pipeline": f"ours streamed (over memory budget): {workers} workers, JPEG draft",
+    rows.append({"pipeline": f"ours streamed (over memory budget): {workers} loader process(es), JPEG draft",
                  "first": passes[0][0] / passes[0][1], "steady": passes[1][0] / passes[1][1]})
     for r in rows:
         r["x_first"] = r["first"] / seed_first if r["first"] else None
