@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components
+from litestar.openapi.spec import Components, OpenAPIResponse
 
 from training_agent import __version__
 from training_agent.domain.service import TrainingService
@@ -58,6 +60,10 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
             "health_checks": Provide(provide_checks, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        # the CLI configures the root logger; Litestar only logs unhandled errors through it
+        logging_config=LoggingConfig(
+            configure_root_logger=False, log_exceptions="always",
+            loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}}),
         state=State({"api_key": api_key or None}),
         on_startup=[warn_if_open, *([start_runner] if manage_runner else [])],
         on_shutdown=[stop_runner] if manage_runner else [],
@@ -72,9 +78,11 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
 
 
 def _document_validation_as_422(app: Litestar) -> None:
-    """A body that fails validation answers 422 (see errors.py); the generated schema says 400."""
+    """Litestar documents a generic 400 for every handler with parameters; ours answer 422 for
+    invalid input (errors.py), and only a body that is not JSON at all is a 400 (start)."""
+    generic = HTTPStatus.BAD_REQUEST.description
     for item in (app.openapi_schema.paths or {}).values():
         for op in (item.get, item.post):
-            if op is not None and op.responses and "400" in op.responses:
-                op.responses.setdefault("422", op.responses["400"])
-                del op.responses["400"]
+            bad = op.responses.get("400") if op is not None and op.responses else None
+            if isinstance(bad, OpenAPIResponse) and bad.description == generic:
+                del op.responses["400"]  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from training_agent.domain.service import TrainingService
 from training_agent.domain.views import StatusView
@@ -17,7 +17,7 @@ from .schemas import CancelAccepted, ErrorBody, Health, StartAccepted, StartRequ
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    words = {401: "missing or wrong API key", 404: "no such project (or it has no dataset)",
+    words = {400: "the body is not JSON", 401: "missing or wrong API key", 404: "no such project (or it has no dataset)",
              409: "the project's state does not allow it", 422: "invalid input",
              503: "the metadata store is unavailable"}
     return {c: ResponseSpec(ErrorBody, description=words[c], generate_examples=False)
@@ -31,8 +31,9 @@ class TrainingController(Controller):
     security = SECURITY
 
     @post("/start", operation_id="startTraining", status_code=202, sync_to_thread=True,
-          summary="Queue a training job for a project", responses=_errors(401, 404, 409, 422))
-    def start(self, request: Request, data: StartRequest,
+          summary="Queue a training job for a project",
+          responses=_errors(400, 401, 404, 409, 422))
+    def start(self, request: Request, data: JSONBody[StartRequest],
               service: NamedDependency[TrainingService],
               runner: NamedDependency[JobRunner]) -> StartAccepted:
         job = service.start(data.project_id, data.config, data.force, worker_id=runner.owner)
