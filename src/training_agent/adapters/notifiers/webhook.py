@@ -19,6 +19,11 @@ from training_agent.domain.models import utcnow
 from training_agent.domain.ports import Notification, Notifier
 
 log = logging.getLogger("training_agent.notify.webhook")
+# httpx logs every request's full URL at INFO (and httpcore its details at DEBUG): the webhook's
+# token would reach the logs, so those loggers only speak from WARNING up.
+for _name in ("httpx", "httpcore"):
+    if logging.getLogger(_name).level == logging.NOTSET:  # unless the operator chose a level
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def webhook_target(url: str) -> str:
