@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import stat
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -92,15 +93,20 @@ def extract_dataset(
                 continue  # README, loose files: not part of the dataset
             target = dest.joinpath(*rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(_CHUNK):
-                    written += len(chunk)
-                    if written > limits.max_total_bytes:
-                        raise DatasetInvalid(
-                            f"archive member {info.filename!r} expands past the limit of "
-                            f"{limits.max_total_bytes} bytes; refused"
-                        )
-                    out.write(chunk)
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > limits.max_total_bytes:
+                            raise DatasetInvalid(
+                                f"archive member {info.filename!r} expands past the limit of "
+                                f"{limits.max_total_bytes} bytes; refused"
+                            )
+                        out.write(chunk)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+                raise DatasetInvalid(
+                    f"archive member {info.filename!r} is corrupt or unsupported: {exc}"
+                ) from None
             found[rel[0]][rel[1]].append(target)
     return {s: dict(c) for s, c in found.items()}
 

@@ -1,0 +1,21 @@
+"""Fixtures shared by every suite: temporary homes and real dataset zips."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from training_agent.testing.datasets import make_dataset_zip
+
+# Tests never touch a developer's real configuration or a cloud account.
+for _name in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_KEY", "GCP_BUCKET_NAME",
+              "MODEL_STORE_URL", "NOTIFY_WEBHOOK_URL", "MCP_API_KEY"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def dataset_zip(tmp_path: Path) -> Path:
+    """3 classes, 32 px, train/val/test inside one top-level folder."""
+    return make_dataset_zip(tmp_path / "shapes.zip")

@@ -1,0 +1,150 @@
+"""The whole flow through the real CLI on the embedded default, checked as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from training_agent.testing.datasets import make_dataset_zip
+
+pytestmark = pytest.mark.slow
+
+
+def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(home), "LOG_LEVEL": "WARNING"}
+    proc = subprocess.run([sys.executable, "-m", "training_agent", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"training-agent {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def db_row(home: Path, sql: str, *args: object) -> sqlite3.Row:
+    conn = sqlite3.connect(home / "training-agent.sqlite3")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchone()
+    finally:
+        conn.close()
+
+
+def recompute_test_accuracy(manifest: dict, weights: Path, data: Path) -> float:
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    model = torchvision.models.get_model(manifest["backbone"], weights=None,
+                                         num_classes=manifest["num_classes"])
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.eval()
+    inp = manifest["input"]
+    size = inp["image_size"]
+    mean = torch.tensor(inp["mean"]).view(3, 1, 1)
+    std = torch.tensor(inp["std"]).view(3, 1, 1)
+    correct = total = 0
+    for label, name in enumerate(manifest["class_names"]):
+        for path in sorted((data / "test" / name).iterdir()):
+            img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+            x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+            with torch.no_grad():
+                pred = model(((x - mean) / std).unsqueeze(0)).argmax(1).item()
+            correct += int(pred == label)
+            total += 1
+    return correct / total
+
+
+def test_project_create_then_train_then_verify_the_model(tmp_path):
+    import zipfile
+
+    home = tmp_path / "home"
+    archive = make_dataset_zip(tmp_path / "shapes.zip", classes=3, size=32,
+                               per_class={"train": 24, "val": 6, "test": 8})
+    config = {"pretrained": False, "backbone": "resnet18", "image_size": 32, "batch_size": 16}
+    out = cli(home, "project", "create", "--name", "shapes", "--dataset", str(archive),
+              "--config", json.dumps(config)).stdout
+    project_id = out.strip().splitlines()[-1]
+    assert db_row(home, "SELECT status FROM projects WHERE id = ?", project_id)[0] == \
+        "pending_training"
+
+    trained = cli(home, "train", project_id, "--epochs", "2")
+    assert "model: file://" in trained.stdout
+
+    project = db_row(home, "SELECT * FROM projects WHERE id = ?", project_id)
+    assert project["status"] == "pending_evaluation"
+    model = db_row(home, "SELECT * FROM models WHERE project_id = ?", project_id)
+    assert model["name"] == "shapes_model" and model["framework"] == "pytorch"
+    weights = Path(urlsplit(model["gcs_url"]).path)
+    assert weights.name == "model.pth" and weights.is_file()
+    folder = weights.parent
+    assert {p.name for p in folder.iterdir()} >= {
+        "model.pth", "model.safetensors", "manifest.json", "training_curves.png",
+        "confusion_matrix.png"}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backbone"] == "resnet18" and manifest["class_names"] == [
+        "class_a", "class_b", "class_c"]
+
+    data = tmp_path / "data"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(data)
+    accuracy = recompute_test_accuracy(manifest, weights, data / "dataset")
+    assert accuracy == pytest.approx(model["accuracy"], abs=1e-9)
+    assert manifest["metrics"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+
+    logs = [r[0] for r in sqlite3.connect(home / "training-agent.sqlite3").execute(
+        "SELECT message FROM agent_logs WHERE project_id = ? ORDER BY id", (project_id,))]
+    assert "epoch 1/2" in logs and "epoch 2/2" in logs
+    status = json.loads(cli(home, "status", project_id, "--json").stdout)
+    assert status["project_status"] == "pending_evaluation"
+    assert status["job"]["state"] == "succeeded" and status["job"]["model_url"] == model["gcs_url"]
+
+
+def test_train_of_a_bad_archive_exits_non_zero_and_says_why(tmp_path):
+    home = tmp_path / "home"
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    proc = cli(home, "project", "create", "--name", "x", "--dataset", str(bad), check=False)
+    assert proc.returncode == 1 and "not a zip archive" in proc.stderr
+    url = bad.resolve().as_uri()  # recorded as a URL: refused only when the job opens it
+    project_id = cli(home, "project", "create", "--name", "x", "--dataset", url
+                     ).stdout.strip().splitlines()[-1]
+    proc = cli(home, "train", project_id, "--config", '{"pretrained": false}', check=False)
+    assert proc.returncode == 1 and "not a readable zip archive" in proc.stderr
+    assert db_row(home, "SELECT status FROM projects WHERE id = ?", project_id)[0] == \
+        "training_failed"
+    assert not any((home / "work" / "jobs").glob("*")), "work folder left behind"
+
+
+def test_unknown_project_and_bad_config_are_clear_errors(tmp_path):
+    home = tmp_path / "home"
+    proc = cli(home, "train", "00000000-0000-4000-8000-000000000000", check=False)
+    assert proc.returncode == 1 and "not found" in proc.stderr
+    archive = make_dataset_zip(tmp_path / "d.zip", per_class={"train": 2})
+    pid = cli(home, "project", "create", "--name", "x", "--dataset", str(archive)
+              ).stdout.strip().splitlines()[-1]
+    proc = cli(home, "train", pid, "--config", '{"epochs": -1, "colour": 1}', check=False)
+    assert proc.returncode == 1
+    assert "epochs" in proc.stderr and "colour: unknown key" in proc.stderr
+
+
+def test_db_migrate_creates_the_five_tables_once(tmp_path):
+    home = tmp_path / "home"
+    first = cli(home, "db", "migrate").stdout
+    assert "schema is up to date" in first  # SQLite migrates itself on first use
+    conn = sqlite3.connect(home / "training-agent.sqlite3")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"projects", "datasets", "models", "agent_logs", "training_jobs"} <= tables
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
+
+
+def test_demo_runs_offline_and_prints_accuracy_and_model(tmp_path):
+    out = cli(tmp_path / "home", "demo", "--epochs", "1").stdout
+    assert "accuracy: " in out and "model: file://" in out
+    assert "project status: pending_evaluation" in out

@@ -1,0 +1,158 @@
+"""Dataset intake: layouts accepted, every hostile or unusable archive refused by name."""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from training_agent.domain.archive import IntakeLimits, build_splits, extract_dataset
+from training_agent.domain.errors import DatasetInvalid
+
+IMG = b"\xff\xd8 not decoded here"
+
+
+def write_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None,
+              compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+def basic(prefix: str = "") -> dict[str, bytes]:
+    return {f"{prefix}train/{c}/{i}.jpg": IMG for c in ("cat", "dog") for i in range(5)}
+
+
+def intake(tmp_path: Path, archive: Path, limits: IntakeLimits | None = None):
+    dest = tmp_path / "work" / "data"
+    found = extract_dataset(archive, dest, limits or IntakeLimits())
+    return build_splits(dest, found, val_fraction=0.2, seed=0)
+
+
+def files_outside(tmp_path: Path, allowed: Path) -> list[Path]:
+    return [p for p in tmp_path.rglob("*") if p.is_file() and allowed not in p.parents
+            and p.suffix != ".zip"]
+
+
+@pytest.mark.parametrize("prefix", ["", "my_dataset/"])
+def test_root_or_one_top_folder(tmp_path, prefix):
+    splits = intake(tmp_path, write_zip(tmp_path / "d.zip", basic(prefix)))
+    assert splits.class_names == ["cat", "dog"]
+
+
+def test_val_is_held_out_stratified_and_seeded_when_missing(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", basic())
+    a = intake(tmp_path, archive)
+    b = intake(tmp_path, archive)
+    assert a.val_held_out and [p.name for p, _ in a.val] == [p.name for p, _ in b.val]
+    assert sorted(label for _, label in a.val) == [0, 1]  # one of each class (20% of 5)
+    assert len(a.train) == 8 and not set(a.train) & set(a.val)
+
+
+def test_given_val_and_test_are_used(tmp_path):
+    members = basic() | {"val/cat/v.jpg": IMG, "val/dog/v.jpg": IMG, "test/dog/t.jpg": IMG}
+    splits = intake(tmp_path, write_zip(tmp_path / "d.zip", members))
+    assert not splits.val_held_out
+    assert splits.counts() == {"train": 10, "val": 2, "test": 1}
+    assert splits.test[0][1] == 1
+
+
+def test_junk_is_ignored(tmp_path):
+    members = basic() | {"__MACOSX/train/cat/._0.jpg": IMG, "train/cat/.DS_Store": b"x",
+                         ".hidden/train/x/1.jpg": IMG, "train/.cache/1.jpg": IMG,
+                         "README.md": b"hello"}
+    splits = intake(tmp_path, write_zip(tmp_path / "d.zip", members))
+    assert splits.class_names == ["cat", "dog"]
+    assert len(splits.train) + len(splits.val) == 10
+
+
+@pytest.mark.parametrize("name, words", [
+    ("../evil.jpg", "escapes"), ("train/cat/../../../evil.jpg", "escapes"),
+    ("/etc/evil.jpg", "absolute"), ("C:/evil.jpg", "absolute"),
+])
+def test_escaping_and_absolute_members_are_refused(tmp_path, name, words):
+    archive = write_zip(tmp_path / "d.zip", basic() | {name: IMG})
+    with pytest.raises(DatasetInvalid, match=words) as err:
+        intake(tmp_path, archive)
+    assert name in str(err.value)
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
+
+
+def test_symlink_member_is_refused(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", basic(), links={"train/cat/link.jpg": "/etc/passwd"})
+    with pytest.raises(DatasetInvalid, match="symbolic link") as err:
+        intake(tmp_path, archive)
+    assert "train/cat/link.jpg" in str(err.value)
+    assert not any(p.is_symlink() for p in tmp_path.rglob("*"))
+
+
+def test_highly_compressed_oversized_member_is_refused(tmp_path):
+    bomb = b"\0" * (8 * 1024 * 1024)  # 8 MiB of zeros deflates to a few KiB
+    archive = write_zip(tmp_path / "d.zip", basic() | {"train/cat/bomb.jpg": bomb},
+                        compression=zipfile.ZIP_DEFLATED)
+    assert archive.stat().st_size < 100_000
+    with pytest.raises(DatasetInvalid, match="limit of 1048576"):
+        intake(tmp_path, archive, IntakeLimits(max_total_bytes=1024 * 1024))
+
+
+def test_member_lying_about_its_size_is_stopped_while_extracting(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", basic() | {"train/cat/big.jpg": b"\0" * 4096},
+                        compression=zipfile.ZIP_DEFLATED)
+    raw = bytearray(archive.read_bytes())
+    # rewrite the declared size (central directory) of big.jpg to 10 bytes
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("train/cat/big.jpg")
+    cd = raw.rfind(b"PK\x01\x02", 0, raw.find(b"train/cat/big.jpg", info.header_offset + 30))
+    raw[cd + 24:cd + 28] = (10).to_bytes(4, "little")
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DatasetInvalid):
+        intake(tmp_path, archive, IntakeLimits(max_total_bytes=5 * len(IMG) + 4 * len(IMG) + 100))
+
+
+def test_too_many_members_is_refused(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", basic())
+    with pytest.raises(DatasetInvalid, match="10 members, more than the limit of 5"):
+        intake(tmp_path, archive, IntakeLimits(max_members=5))
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "d.zip"
+    path.write_bytes(b"%PDF-1.7 definitely not a zip")
+    with pytest.raises(DatasetInvalid, match="not a readable zip"):
+        intake(tmp_path, path)
+
+
+@pytest.mark.parametrize("members", [
+    {"val/cat/1.jpg": IMG, "val/dog/1.jpg": IMG},
+    {"a/train/cat/1.jpg": IMG, "b/train/dog/1.jpg": IMG},
+    {"images/cat/1.jpg": IMG},
+])
+def test_no_train_folder(tmp_path, members):
+    with pytest.raises(DatasetInvalid, match="no train/"):
+        intake(tmp_path, write_zip(tmp_path / "d.zip", members))
+
+
+def test_single_class_is_refused(tmp_path):
+    members = {f"train/cat/{i}.jpg": IMG for i in range(5)}
+    with pytest.raises(DatasetInvalid, match=r"at least two class.*cat"):
+        intake(tmp_path, write_zip(tmp_path / "d.zip", members))
+
+
+def test_val_class_missing_from_train_is_refused(tmp_path):
+    members = basic() | {"val/cow/1.jpg": IMG}
+    with pytest.raises(DatasetInvalid, match="val/ names classes that train/ lacks: cow"):
+        intake(tmp_path, write_zip(tmp_path / "d.zip", members))
+
+
+def test_refusal_writes_nothing_outside_the_work_folder(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", basic() | {"train/../../x.jpg": IMG})
+    with pytest.raises(DatasetInvalid):
+        intake(tmp_path, archive)
+    assert files_outside(tmp_path, tmp_path / "work") == []
