@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from tests.fakes import fake_container
 from training_agent.entrypoints.container import Container
 from training_agent.entrypoints.http import create_app
 from training_agent.entrypoints.settings import Settings
 from training_agent.entrypoints.worker.runner import JobRunner
 from training_agent.testing.datasets import make_dataset_zip
-from training_agent.testing.fakes import fake_container
 
 FAST = {"epochs": 2, "pretrained": False, "image_size": 32, "batch_size": 4}
 
@@ -67,13 +67,13 @@ def settings_for(home: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def dataset_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset_zip(tmp_path_factory.mktemp("data") / "shapes.zip", classes=2, size=32,
                             per_class={"train": 3, "val": 1})
 
 
 @pytest.fixture
-def make_agent(tmp_path: Path, dataset_zip: Path) -> Iterator[Callable[..., Agent]]:
+def make_agent(tmp_path: Path, tiny_zip: Path) -> Iterator[Callable[..., Agent]]:
     """make_agent(api_key=None, max_concurrent=1, **fake_trainer_options) -> a started Agent."""
     started: list[TestClient] = []
 
@@ -91,7 +91,7 @@ def make_agent(tmp_path: Path, dataset_zip: Path) -> Iterator[Callable[..., Agen
         client = TestClient(create_app(container, runner, api_key=api_key))
         client.__enter__()
         started.append(client)
-        url = container.training_service().store_dataset(dataset_zip)
+        url = container.training_service().store_dataset(tiny_zip)
         headers = {"X-API-Key": api_key} if api_key else None
         return Agent(settings, container, runner, client, url, headers)
 

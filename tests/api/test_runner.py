@@ -9,16 +9,17 @@ import threading
 import time
 from datetime import timedelta
 
+from tests.fakes import fake_container
+from training_agent.domain.errors import TrainingError
 from training_agent.domain.models import JobState, TrainingJob, utcnow
 from training_agent.entrypoints.worker.runner import JobRunner, exit_cause
 from training_agent.entrypoints.worker.watch import watch
-from training_agent.testing.fakes import fake_container
 
 START = "/agents/training/start"
 
 
 def test_a_killed_worker_fails_its_job_with_the_cause_then_a_new_start_succeeds(make_agent):
-    agent = make_agent(seconds_per_epoch=0.5)
+    agent = make_agent(epoch_seconds=0.5)
     pid = agent.project(config={"epochs": 40})
     job_id = agent.client.post(START, json={"project_id": pid}).json()["job_id"]
     agent.wait_for(pid, lambda v: v["job"]["progress"].get("epoch"))
@@ -42,15 +43,15 @@ def test_a_killed_worker_fails_its_job_with_the_cause_then_a_new_start_succeeds(
 
 
 def test_a_worker_that_raises_ends_its_job_failed_by_the_service(make_agent):
-    agent = make_agent(fail_at_epoch=2)
+    agent = make_agent(fail_with=TrainingError("loss became NaN at epoch 2"))
     pid = agent.project(config={"epochs": 3})
     agent.client.post(START, json={"project_id": pid})
     view = agent.wait_status(pid, "training_failed")
-    assert view["job"]["error"] == "TrainingError: fake trainer failed at epoch 2"
+    assert view["job"]["error"] == "TrainingError: loss became NaN at epoch 2"
 
 
 def test_at_most_max_concurrent_jobs_run_the_rest_wait_in_order(make_agent):
-    agent = make_agent(seconds_per_epoch=0.3, max_concurrent=2)
+    agent = make_agent(epoch_seconds=0.3, max_concurrent=2)
     projects = [agent.project(name=f"p{i}", config={"epochs": 2}) for i in range(4)]
     jobs = [agent.client.post(START, json={"project_id": p}).json()["job_id"] for p in projects]
     peak, started_order = 0, []
@@ -104,7 +105,7 @@ def test_at_start_stale_jobs_fail_and_queued_jobs_are_adopted(make_agent, tmp_pa
 
 
 def test_a_running_job_keeps_a_fresh_heartbeat(make_agent):
-    agent = make_agent(seconds_per_epoch=3.0)
+    agent = make_agent(epoch_seconds=3.0)
     pid = agent.project(config={"epochs": 3})
     job_id = agent.client.post(START, json={"project_id": pid}).json()["job_id"]
     agent.wait_for(pid, lambda v: v["job"]["state"] == "training")
@@ -116,7 +117,7 @@ def test_a_running_job_keeps_a_fresh_heartbeat(make_agent):
 
 
 def test_stopping_the_agent_fails_running_jobs_and_keeps_queued_ones(make_agent):
-    agent = make_agent(seconds_per_epoch=1.0)
+    agent = make_agent(epoch_seconds=1.0)
     running = agent.project("running", config={"epochs": 30})
     waiting = agent.project("waiting", config={"epochs": 1})
     agent.client.post(START, json={"project_id": running})
@@ -137,7 +138,7 @@ def test_stopping_the_agent_fails_running_jobs_and_keeps_queued_ones(make_agent)
 
 
 def test_two_watchers_never_train_the_same_project(make_agent):
-    agent = make_agent(seconds_per_epoch=0.1)
+    agent = make_agent(epoch_seconds=0.1)
     agent.runner.stop()
     projects = [agent.project(f"w{i}", config={"epochs": 1}) for i in range(5)]
     stop = threading.Event()

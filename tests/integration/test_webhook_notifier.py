@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import FakeTrainer
 from training_agent.adapters.blobstore.local import LocalBlobStore
 from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.adapters.notifiers.webhook import WebhookNotifier
+from training_agent.domain.errors import TrainingError
 from training_agent.domain.models import JobState
 from training_agent.domain.ports import Notification
 from training_agent.domain.service import TrainingService
 from training_agent.testing.datasets import make_dataset_zip
-from training_agent.testing.fakes import FakeTrainer
 
 TOKEN = "T0KEN-in-the-path"
 
@@ -97,20 +98,21 @@ def test_success_message_names_project_accuracy_and_model(chat, tmp_path):
     [msg] = chat.wait_for(1)
     assert msg["event"] == "training_succeeded" and msg["ok"] is True
     assert msg["project_name"] == "cats" and msg["job_id"] == job_id
-    assert msg["accuracy"] == 0.875
+    assert msg["accuracy"] == 0.75
     assert msg["model_url"].startswith("file://") and msg["model_url"].endswith("model.pth")
     assert msg["text"].startswith("✅ [cats] Training complete")
-    assert "0.8750" in msg["text"]
+    assert "0.7500" in msg["text"]
     assert chat.headers[0]["Content-Type"] == "application/json"
 
 
 def test_failure_message_names_step_and_cause(chat, tmp_path):
-    service = service_with(WebhookNotifier(chat.url), tmp_path, fail_at_epoch=1)
+    service = service_with(WebhookNotifier(chat.url), tmp_path,
+                           fail_with=TrainingError("loss became NaN at epoch 1"))
     job_id = train_one(service, tmp_path)
     [msg] = chat.wait_for(1)
     assert msg["event"] == "training_failed" and msg["ok"] is False
     assert msg["job_id"] == job_id and msg["step"] == "training"
-    assert msg["cause"] == "TrainingError: fake trainer failed at epoch 1"
+    assert msg["cause"] == "TrainingError: loss became NaN at epoch 1"
     assert msg["text"].startswith("❌ [cats] Training failed at step training")
 
 
