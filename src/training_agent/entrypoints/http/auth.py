@@ -7,15 +7,15 @@ import hmac
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
-from litestar.openapi.spec import SecurityScheme
+from litestar.openapi.spec import Reference, SecurityScheme
 
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     "BearerKey": SecurityScheme(type="http", scheme="bearer",
                                 description="the agent's MCP_API_KEY as a bearer token"),
     "HeaderKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
                                 description="the agent's MCP_API_KEY"),
 }
-SECURITY = [{"BearerKey": []}, {"HeaderKey": []}]
+SECURITY: list[dict[str, list[str]]] = [{"BearerKey": []}, {"HeaderKey": []}]
 
 
 def supplied_keys(connection: ASGIConnection) -> list[str]:

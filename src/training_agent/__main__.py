@@ -1,0 +1,3 @@
+from training_agent.entrypoints.cli import main
+
+main()
