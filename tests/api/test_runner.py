@@ -86,8 +86,10 @@ def test_at_start_stale_jobs_fail_and_queued_jobs_are_adopted(make_agent, tmp_pa
     ours = repo.claim_job(TrainingJob(project_id=agent.project("ours"), worker_id="serve@test",
                                       created_at=old, heartbeat_at=old), None)
     theirs = repo.claim_job(TrainingJob(project_id=agent.project("theirs"),
-                                        worker_id="watch@elsewhere", heartbeat_at=utcnow()),
+                                        worker_id="watch@elsewhere:7", heartbeat_at=utcnow()),
                             None)
+    dead = repo.claim_job(TrainingJob(project_id=agent.project("dead"), worker_id="mcp@gone:9",
+                                      created_at=old, heartbeat_at=old), None)
     runner = _runner(agent, stale_after=60)
     runner.start()
     try:
@@ -100,6 +102,8 @@ def test_at_start_stale_jobs_fail_and_queued_jobs_are_adopted(make_agent, tmp_pa
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert repo.get_job(theirs.id).state is JobState.QUEUED  # alive elsewhere: not ours
+        gone = repo.get_job(dead.id)  # a dead agent's queued job is failed, never run twice
+        assert gone.state is JobState.FAILED and "heartbeat stale" in gone.error
     finally:
         runner.stop()
 

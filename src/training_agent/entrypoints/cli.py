@@ -194,7 +194,7 @@ def serve(host: str, port: int) -> None:
     from .http import create_app
 
     settings, container = _settings(), _container()
-    runner = build_runner(container, settings, "serve")
+    runner = build_runner(container, settings, agent_id("serve", port))
     app = create_app(container, runner, api_key=settings.mcp_api_key)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
@@ -208,8 +208,7 @@ def watch(interval: float, grace: float) -> None:
     """Claim and train pending_training projects as they appear (SIGINT/SIGTERM stop it)."""
     from .worker.watch import watch as watch_loop
 
-    runner = build_runner(_container(), _settings(), "watch",
-                          owner=f"{agent_id('watch')}:{os.getpid()}")
+    runner = build_runner(_container(), _settings(), agent_id("watch", os.getpid()))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -228,7 +227,7 @@ def mcp_command() -> None:
     from .mcp_server import build_mcp_server
 
     container = _container()
-    runner = build_runner(container, _settings(), "mcp")
+    runner = build_runner(container, _settings(), agent_id("mcp", os.getpid()))
     runner.start()
     try:
         build_mcp_server(container.training_service(), runner).run("stdio")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from multiprocessing.process import BaseProcess
 
-from training_agent.domain.models import JobState, TrainingJob, utcnow
+from training_agent.domain.models import JobState, TrainingJob
 from training_agent.domain.service import TrainingService
 
 from ..container import Container, build_container
@@ -28,9 +28,10 @@ from .process import run_job_process
 log = logging.getLogger("training_agent.runner")
 
 
-def agent_id(role: str) -> str:
-    """Who owns a job: stable across restarts for `serve` (it adopts its queued jobs)."""
-    return f"{role}@{socket.gethostname()}"
+def agent_id(role: str, instance: object | None = None) -> str:
+    """Who owns a job. Unique among live agents (`serve` adds its port, others their pid) and,
+    for `serve`, stable across restarts: a restarted agent adopts the jobs it had queued."""
+    return f"{role}@{socket.gethostname()}" + (f":{instance}" if instance is not None else "")
 
 
 def exit_cause(exitcode: int | None) -> str:
@@ -77,12 +78,11 @@ class JobRunner:
         self._thread.start()
 
     def recover(self) -> None:
-        """Adopt queued jobs left by this agent's previous life (or by any dead agent), then
-        fail the active jobs whose heartbeat went stale while no agent watched them."""
-        cutoff = utcnow() - timedelta(seconds=self.stale_after)
+        """Adopt the jobs this agent's previous life left queued (owner ids are unique among
+        live agents, so no job is adopted twice), then fail the active jobs whose heartbeat
+        went stale while no agent watched them (a dead agent's running or queued jobs)."""
         for job in sorted(self.service.active_jobs(), key=lambda j: j.created_at):
-            stale = (job.heartbeat_at or job.created_at) < cutoff
-            if job.state is JobState.QUEUED and (job.worker_id == self.owner or stale):
+            if job.state is JobState.QUEUED and job.worker_id == self.owner:
                 if self.service.heartbeat(job.id, self.owner):
                     log.info("adopting queued job %s of project %s", job.id, job.project_id)
                     self.submit(job.id)
@@ -243,10 +243,9 @@ class JobRunner:
             log.warning("job %s failed: %s", job_id, cause)
 
 
-def build_runner(container: Container, settings: Settings, role: str,
-                 owner: str | None = None) -> JobRunner:
+def build_runner(container: Container, settings: Settings, owner: str) -> JobRunner:
     """The runner of an agent; each worker builds its own container from the same settings."""
     return JobRunner(
         container.training_service(), functools.partial(build_container, settings),
-        owner=owner or agent_id(role), max_concurrent=settings.max_concurrent_jobs,
+        owner=owner, max_concurrent=settings.max_concurrent_jobs,
     )
