@@ -27,6 +27,8 @@ from .process import run_job_process
 
 log = logging.getLogger("training_agent.runner")
 
+SHUTDOWN_NOTIFY_SECONDS = 10.0
+
 
 def agent_id(role: str, instance: object | None = None) -> str:
     """Who owns a job. Unique among live agents (`serve` adds its port, others their pid) and,
@@ -111,6 +113,7 @@ class JobRunner:
                 proc.join(5)
             self._fail_if_active(job_id, "the agent stopped while the job ran (worker "
                                          f"{exit_cause(proc.exitcode)})")
+        self.service.notifier.flush(SHUTDOWN_NOTIFY_SECONDS)  # failure messages, before exit
 
     # ---- commands ---------------------------------------------------------------------------
     def submit(self, job_id: str) -> None:
