@@ -1,0 +1,98 @@
+"""The model artifacts of DESIGN.md: weights (.pth and .safetensors), plots, and the manifest
+that names every other artifact with its sha256 and size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_LIBRARIES = ("torch", "torchvision", "timm", "safetensors", "pillow", "numpy", "training-agent")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def write_weights(state: dict[str, torch.Tensor], out_dir: Path) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    # plain contiguous CPU tensors with no shared storage: both formats load anywhere
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    pth, st = out_dir / "model.pth", out_dir / "model.safetensors"
+    torch.save(plain, pth)
+    save_file(plain, str(st))
+    return {"model.pth": pth, "model.safetensors": st}
+
+
+def write_plots(history: list[dict[str, Any]], cm: list[list[int]], class_names: list[str],
+                cm_title: str, out_dir: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    if any(h.get("val_loss") is not None for h in history):
+        ax1.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="val loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_title("loss")
+    ax1.legend()
+    ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="val accuracy")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("validation accuracy")
+    fig.tight_layout()
+    curves = out_dir / "training_curves.png"
+    fig.savefig(curves, dpi=100)
+    plt.close(fig)
+
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(cm_title)
+    top = max((max(r) for r in cm), default=0)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(cm[i][j]), ha="center", va="center",
+                        color="white" if cm[i][j] > top / 2 else "black")
+    fig.tight_layout()
+    matrix = out_dir / "confusion_matrix.png"
+    fig.savefig(matrix, dpi=100)
+    plt.close(fig)
+    return {"training_curves.png": curves, "confusion_matrix.png": matrix}
+
+
+def write_manifest(body: dict[str, Any], artifacts: dict[str, Path], out_dir: Path) -> Path:
+    body = dict(body)
+    body["artifacts"] = {name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                         for name, p in sorted(artifacts.items())}
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    return path

@@ -1,0 +1,124 @@
+"""The image data of one split as uint8 batches: a decoded in-memory tensor cache when it fits
+the memory budget, else streamed from disk by DataLoader worker processes.
+
+Either way a batch is (uint8 N x 3 x S x S, int64 labels) on the CPU; conversion to float,
+augmentation and normalisation happen batched on the training device (see augment.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .images import decode_many, load_image
+
+IGNORE = -100  # label of an image that turned out unreadable while streaming
+
+
+def available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def default_cache_budget() -> int:
+    """Bytes the decoded cache may use: TRAINING_AGENT_CACHE_GB, else 40% of free memory
+    capped at 16 GiB."""
+    env = os.environ.get("TRAINING_AGENT_CACHE_GB")
+    if env:
+        return int(float(env) * (1 << 30))
+    return min(int(available_memory() * 0.4), 16 << 30)
+
+
+class CachedSplit:
+    """All images decoded once into a uint8 tensor."""
+
+    cached = True
+
+    def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
+                 pin: bool = False) -> None:
+        array, ok, bad = decode_many([p for p, _ in items], size, threads)
+        self.images = torch.from_numpy(array)
+        if pin:
+            self.images = self.images.pin_memory()
+        self.labels = torch.tensor([items[i][1] for i in ok], dtype=torch.int64)
+        self.skipped = bad
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in chunks:
+            yield self.images[idx], self.labels[idx]
+
+
+class _Files(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[tuple[Path, int]], size: int) -> None:
+        self.items, self.size = list(items), size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.items[i]
+        try:
+            return torch.from_numpy(load_image(path, self.size)).permute(2, 0, 1), label
+        except Exception:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), IGNORE
+
+
+def _readable(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return None
+    except Exception as exc:
+        return f"{path.name}: {type(exc).__name__}: {exc}"
+
+
+class StreamedSplit:
+    """Images decoded on every pass by `workers` processes (for datasets over the budget)."""
+
+    cached = False
+
+    def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
+                 workers: int, pin: bool = False) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            errors = list(pool.map(_readable, [p for p, _ in items], chunksize=64))
+        self.skipped = [e for e in errors if e]
+        kept = [it for it, e in zip(items, errors, strict=True) if e is None]
+        self.files = _Files(kept, size)
+        self.labels = torch.tensor([lab for _, lab in kept], dtype=torch.int64)
+        self.workers, self.pin = workers, pin
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = torch.utils.data.DataLoader(
+            self.files, batch_sampler=[c.tolist() for c in chunks], num_workers=self.workers,
+            pin_memory=self.pin, prefetch_factor=4 if self.workers else None,
+        )
+        yield from loader
+
+
+def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
+               workers: int, pin: bool = False) -> CachedSplit | StreamedSplit:
+    if cache:
+        return CachedSplit(items, size, threads, pin)
+    return StreamedSplit(items, size, threads, workers, pin)
+
+
+def chunks_of(order: torch.Tensor, batch_size: int, steps: int | None = None) -> list[torch.Tensor]:
+    """Split an index order into `steps` (default ceil(n / batch_size)) nearly equal batches:
+    no batch of one (BatchNorm cannot train on it) unless there is only one image."""
+    n = len(order)
+    if n == 0:
+        return []
+    steps = steps or -(-n // batch_size)
+    return [c for c in torch.tensor_split(order, min(steps, n)) if len(c)]

@@ -1,0 +1,380 @@
+"""One training run: prepare data and model, train epochs with validation, checkpoints and
+early stopping, then test the best weights and write the artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training_agent.domain.errors import DatasetInvalid, JobCancelled, TrainingError
+from training_agent.domain.ports import EpochProgress, ProgressSink, TrainRequest, TrainResult
+
+from . import artifacts, checkpoints
+from .augment import BatchTransform
+from .data import IGNORE, chunks_of, load_split
+from .distributed import DistContext
+from .evaluation import accuracy, confusion, logits_of, per_class
+from .images import auto_image_size
+from .recipe import make_optimizer, make_schedule, resolved_lr
+from .registry import PluginRegistry
+
+MAX_LISTED_SKIPS = 20
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} asked for, but no CUDA GPU is available")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+class TrainingRun:
+    def __init__(self, registry: PluginRegistry, request: TrainRequest, progress: ProgressSink,
+                 cache_bytes: int, threads: int) -> None:
+        self.req, self.cfg, self.sink = request, request.config, progress
+        self.registry, self.cache_bytes, self.threads = registry, cache_bytes, threads
+        self.t_start = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    # ---- setup ------------------------------------------------------------------------------
+    def execute(self) -> TrainResult:
+        cfg = self.cfg
+        self.device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = DistContext.from_env(self.device.type == "cuda")
+        self.threads = max(1, self.threads // self.dist.local_world)
+        torch.set_num_threads(self.threads)
+        self.provider = self.registry.check(cfg.trainer, cfg.backbone)
+        self.spec = self.provider.input_spec(cfg.backbone, cfg.pretrained)
+        self.image_size = self._image_size()
+        torch.manual_seed(cfg.seed)
+        model = self.provider.build(cfg.backbone, len(self.req.splits.class_names),
+                                    cfg.pretrained, self.image_size)
+        self._prepare_data()
+        self._prepare_model(model)
+        self._train()
+        return self._finish()
+
+    def _image_size(self) -> int:
+        size = self.cfg.image_size
+        if size == "auto":
+            if self.cfg.pretrained:
+                size = self.spec.image_size
+            else:
+                size = auto_image_size([p for p, _ in self.req.splits.train])
+        return max(int(size), self.spec.min_size)
+
+    def _prepare_data(self) -> None:
+        t0 = time.monotonic()
+        splits, dist = self.req.splits, self.dist
+        per_image = 3 * self.image_size ** 2
+        shards = {name: dist.shard(list(getattr(splits, name))) for name in ("train", "val", "test")}
+        total = sum(len(s) for s in shards.values()) * per_image * dist.local_world
+        self.cached = total <= self.cache_bytes
+        cuda = self.device.type == "cuda"
+        workers = 0 if self.cached else max(1, min(8, self.threads - (0 if cuda else 1)))
+        self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
+                                      workers, pin=cuda)
+                     for name, items in shards.items()}
+        self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
+        self._check_skipped()
+        n = len(splits.class_names)
+        self.transform = BatchTransform(self.cfg.augment, self.spec.mean, self.spec.std,
+                                        self.device, channels_last=cuda)
+        self.autocast = self._autocast()
+        self.batch = max(1, self.cfg.batch_size // dist.world)  # batch_size is global
+        smallest = int(dist.min(torch.tensor(len(self.data["train"]))))
+        self.steps = max(1, math.ceil(smallest / self.batch))
+        self.num_classes = n
+
+    def _check_skipped(self) -> None:
+        names = self.req.splits.class_names
+        self.skipped = {k: len(d.skipped) for k, d in self.data.items()}
+        counts = torch.zeros(len(names) + 3, dtype=torch.int64)
+        counts[: len(names)] = torch.bincount(self.data["train"].labels.clamp(min=0),
+                                              minlength=len(names))
+        counts[len(names):] = torch.tensor([self.skipped[k] for k in ("train", "val", "test")])
+        counts = self.dist.sum(counts)
+        self.skipped = dict(zip(("train", "val", "test"), counts[len(names):].tolist(),
+                                strict=True))
+        empty = [names[i] for i in range(len(names)) if counts[i] == 0]
+        if empty:
+            raise DatasetInvalid(
+                f"class {', '.join(repr(c) for c in empty)} has no readable training images "
+                f"({self.skipped['train']} unreadable images skipped in train/)")
+        if sum(self.skipped.values()):
+            listed = [f"{k}/{e}" for k, d in self.data.items() for e in d.skipped]
+            self._say(f"skipped {sum(self.skipped.values())} unreadable images "
+                      f"(train {self.skipped['train']}, val {self.skipped['val']}, "
+                      f"test {self.skipped['test']}): " + "; ".join(listed[:MAX_LISTED_SKIPS]))
+
+    def _autocast(self) -> Any:
+        precision = self.cfg.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        if precision == "fp32":
+            return contextlib.nullcontext
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return lambda: torch.autocast(self.device.type, dtype=dtype)
+
+    def _prepare_model(self, model: torch.nn.Module) -> None:
+        cfg = self.cfg
+        model = model.to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.lr = resolved_lr(cfg)
+        self.optimizer = make_optimizer(model, cfg, self.lr)
+        self.total_steps = cfg.epochs * self.steps
+        self.schedule = make_schedule(self.optimizer, self.total_steps,
+                                      round(cfg.warmup_epochs * self.steps))
+        self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
+        self.runner: torch.nn.Module = model
+        if self.dist.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if cfg.compile:
+            self.runner = torch.compile(self.runner)
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing,
+                                                   ignore_index=IGNORE)
+        self.fingerprint = checkpoints.fingerprint(
+            self._resolved_config(), self.req.dataset_sha256, self.req.splits.class_names)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "state": None}
+        self.start_epoch = 1
+        self._resume()
+
+    def _resolved_config(self) -> dict[str, Any]:
+        return {**self.cfg.model_dump(), "image_size": self.image_size, "lr": self.lr,
+                "precision": self.precision}
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _resume(self) -> None:
+        folder = self.req.checkpoint_dir
+        state = checkpoints.load(folder) if self.dist.primary else None
+        if state is not None and state.get("fingerprint") != self.fingerprint:
+            self._say("found a checkpoint of another config or dataset; starting fresh")
+            checkpoints.clear(folder)
+            state = None
+        state = self.dist.from_primary(state)
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.cfg.epochs}")
+
+    def _checkpoint(self, epoch: int) -> None:
+        if not self.dist.primary:
+            return
+        checkpoints.save(self.req.checkpoint_dir, {
+            "fingerprint": self.fingerprint, "epoch": epoch, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "history": self.history, "best": self.best,
+        })
+
+    # ---- training ---------------------------------------------------------------------------
+    def _train(self) -> None:
+        cfg = self.cfg
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        self.stop_reason = "epochs"
+        t_train = time.monotonic()
+        done_steps = 0
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            t0 = time.monotonic()
+            loss, seen, timed_out = self._epoch(epoch, budget, t_train, done_steps)
+            done_steps += self.steps
+            self.dist.average_buffers(self.model)
+            seconds = time.monotonic() - t0
+            cm, val_loss = self._confusion("val")
+            val_acc = accuracy(cm)
+            ips = seen / seconds if seconds else 0.0
+            self.history.append({
+                "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
+                "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
+                "images_per_second": round(ips, 1)})
+            if val_acc > self.best["accuracy"]:
+                self.best = {"accuracy": val_acc, "epoch": epoch,
+                             "state": {k: v.detach().clone().cpu()
+                                       for k, v in self.model.state_dict().items()}}
+            elapsed = time.monotonic() - self.t_start
+            left = cfg.epochs - epoch
+            stale = epoch - self.best["epoch"]
+            patience = cfg.early_stopping_patience
+            self._checkpoint(epoch)
+            self._report(EpochProgress(
+                epoch=epoch, epochs=cfg.epochs, train_loss=loss, val_accuracy=val_acc,
+                images_per_second=ips, eta_seconds=left * seconds))
+            if timed_out or (left and elapsed + seconds > budget):
+                self.stop_reason = "max_minutes"
+            elif left and patience is not None and stale >= patience:
+                self.stop_reason = "early_stopping"
+            if self.stop_reason != "epochs":
+                if left:
+                    self._say(f"stopped after epoch {epoch}/{cfg.epochs}: "
+                              f"{self.stop_reason.replace('_', ' ')}")
+                break
+        self.timings["train_seconds"] = round(time.monotonic() - t_train, 3)
+
+    def _epoch(self, epoch: int, budget: float, t_train: float,
+               done_steps: int) -> tuple[float, int, bool]:
+        cfg, dist = self.cfg, self.dist
+        self.runner.train()
+        base = cfg.seed * 1_000_003 + epoch
+        torch.manual_seed(base * 7919 + dist.rank)  # dropout and the like
+        order = torch.randperm(len(self.data["train"]),
+                               generator=torch.Generator().manual_seed(base))
+        aug_gen = torch.Generator(device=self.device).manual_seed(base * 31 + dist.rank)
+        total = torch.zeros(2, dtype=torch.float64)
+        t0 = time.monotonic()
+        timed_out = False
+        chunks = chunks_of(order, self.batch, self.steps)[: self.steps]
+        for step, (images, labels) in enumerate(self.data["train"].batches(chunks), 1):
+            x = self.transform.train(images, aug_gen)
+            y = labels.to(self.device, non_blocking=True)
+            with self.autocast():
+                loss = self.criterion(logits_of(self.runner(x)).float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            n = int((y != IGNORE).sum())
+            total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
+            timed_out = self._step_report(epoch, step, total, t0, t_train, budget, done_steps)
+            if timed_out:
+                break
+        total = dist.sum(total)
+        return float(total[0] / max(1.0, float(total[1]))), int(total[1]), timed_out
+
+    def _step_report(self, epoch: int, step: int, total: torch.Tensor, t0: float,
+                     t_train: float, budget: float, done_steps: int) -> bool:
+        """Report progress; returns True when the time budget is spent. Cancellation on rank 0
+        reaches every rank through one small all-reduce."""
+        now = time.monotonic()
+        flags = torch.zeros(2)
+        if self.dist.primary:
+            per_step = (now - t_train) / (done_steps + step)
+            try:
+                self.sink(EpochProgress(
+                    epoch=epoch, epochs=self.cfg.epochs, step=step, steps=self.steps,
+                    train_loss=float(total[0] / max(1.0, float(total[1]))),
+                    images_per_second=float(total[1]) * self.dist.world / max(1e-9, now - t0),
+                    eta_seconds=per_step * (self.total_steps - done_steps - step)))
+            except JobCancelled:
+                flags[0] = 1
+            flags[1] = float(now - self.t_start > budget)
+        flags = self.dist.max(flags)
+        if flags[0]:
+            raise JobCancelled(self.req.job_id)
+        return bool(flags[1])
+
+    def _report(self, p: EpochProgress) -> None:
+        cancelled = torch.zeros(1)
+        if self.dist.primary:
+            try:
+                self.sink(p)
+            except JobCancelled:
+                cancelled[0] = 1
+        if self.dist.max(cancelled)[0]:
+            raise JobCancelled(self.req.job_id)
+
+    def _say(self, message: str) -> None:
+        if self.dist.primary:
+            epoch = len(getattr(self, "history", []))
+            self.sink(EpochProgress(epoch=epoch, epochs=self.cfg.epochs, message=message,
+                                    step=0, steps=0))
+
+    def _confusion(self, split: str) -> tuple[torch.Tensor, float]:
+        return confusion(self.model if not self.cfg.compile else self.runner, self.data[split],
+                         self.transform.eval, self.num_classes, self.batch * 2, self.device,
+                         self.autocast, self.dist.sum)
+
+    # ---- results ----------------------------------------------------------------------------
+    def _finish(self) -> TrainResult:
+        req, names = self.req, self.req.splits.class_names
+        if self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+        val_cm, _ = self._confusion("val")
+        metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm),
+                                   "best_epoch": self.best["epoch"],
+                                   "epochs_run": len(self.history),
+                                   "stopped_by": self.stop_reason}
+        cm, split = val_cm, "val"
+        if req.splits.test:
+            cm, _ = self._confusion("test")
+            split = "test"
+            metrics["test_accuracy"] = accuracy(cm)
+        metrics["per_class"] = per_class(cm, names)
+        metrics["confusion_matrix"] = {"split": split, "labels": names, "matrix": cm.tolist()}
+        metrics["history"] = self.history
+        self.counts = {k: int(self.dist.sum(torch.tensor(len(d)))) for k, d in self.data.items()}
+        result_acc = metrics.get("test_accuracy", metrics["val_accuracy"])
+        common = {"accuracy": result_acc, "metrics": metrics, "epochs_run": len(self.history),
+                  "backbone": self.cfg.backbone, "trainer": self.cfg.trainer,
+                  "class_names": names}
+        if not self.dist.primary:
+            return TrainResult(**common, artifacts={}, weights_sha256="", primary=False)
+        files = self._write(metrics, cm, split)
+        checkpoints.clear(req.checkpoint_dir)
+        return TrainResult(**common, artifacts=files,
+                           weights_sha256=artifacts.sha256_file(files["model.pth"]))
+
+    def _write(self, metrics: dict[str, Any], cm: torch.Tensor, split: str) -> dict[str, Path]:
+        req, out = self.req, self.req.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        files = artifacts.write_weights(self.model.state_dict(), out)
+        files.update(artifacts.write_plots(self.history, cm.tolist(), req.splits.class_names,
+                                           f"confusion matrix ({split})", out))
+        self.timings["write_seconds"] = round(time.monotonic() - t0, 3)
+        self.timings["total_seconds"] = round(time.monotonic() - self.t_start, 3)
+        manifest = {
+            "format": "training-agent/model-manifest", "format_version": 1,
+            "job_id": req.job_id, "project_id": req.project_id, "project_name": req.project_name,
+            "trainer": self.cfg.trainer, "backbone": self.cfg.backbone,
+            "pretrained": self.cfg.pretrained, "framework": "pytorch",
+            "num_classes": len(req.splits.class_names), "class_names": req.splits.class_names,
+            "input": {
+                "image_size": self.image_size, "resize": "squash", "interpolation": "bilinear",
+                "mean": list(self.spec.mean), "std": list(self.spec.std), "colour_mode": "RGB",
+                "layout": "NCHW", "scale": "x / 255, then (x - mean) / std",
+                "jpeg_draft": True, "exif_transpose": True, "alpha": "composited on white",
+                "preprocess_function": "training_agent.adapters.trainers.images:load_image",
+            },
+            "metrics": metrics,
+            "config": self._resolved_config(),
+            "dataset": {
+                "url": req.dataset_url, "sha256": req.dataset_sha256,
+                "counts": self.counts,
+                "skipped": self.skipped, "val_held_out": req.splits.val_held_out,
+                "class_counts": dict(Counter(req.splits.class_names[lab] for _, lab in req.splits.train)),
+            },
+            "runtime": {"device": str(self.device), "world_size": self.dist.world,
+                        "precision": self.precision, "threads": self.threads,
+                        "cached": self.cached, "batch_per_rank": self.batch,
+                        "steps_per_epoch": self.steps, "compile": self.cfg.compile},
+            "library_versions": artifacts.library_versions(),
+            "timings": self.timings,
+            **req.extra_manifest,
+        }
+        files["manifest.json"] = artifacts.write_manifest(manifest, dict(files), out)
+        return files

@@ -1,0 +1,52 @@
+"""PyTorchTrainer: the one training loop shared by every backbone plugin (the Trainer port)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from training_agent.domain.config import TrainingConfig
+from training_agent.domain.errors import DatasetInvalid, TrainingError
+from training_agent.domain.ports import ProgressSink, Trainer, TrainRequest, TrainResult
+
+from .data import default_cache_budget
+from .registry import PluginRegistry, default_registry
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class PyTorchTrainer(Trainer):
+    """Trains any registered backbone. `registry` defaults to the installed plugins;
+    `cache_bytes` is the decoded-image memory budget (default: see data.default_cache_budget);
+    `threads` the CPU threads this process may use (default: its share of the cores)."""
+
+    def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
+                 threads: int | None = None) -> None:
+        self.registry = registry or default_registry()
+        self.cache_bytes = cache_bytes
+        self.threads = threads
+
+    def backbones(self) -> dict[str, list[str]]:
+        return self.registry.backbones()
+
+    def check_config(self, config: TrainingConfig) -> None:
+        self.registry.check(config.trainer, config.backbone)
+
+    def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
+        from .loop import TrainingRun
+
+        budget = self.cache_bytes if self.cache_bytes is not None else default_cache_budget()
+        run = TrainingRun(self.registry, request, progress, budget, self.threads or cpu_count())
+        try:
+            return run.execute()
+        except (TrainingError, DatasetInvalid):
+            raise
+        except torch.OutOfMemoryError as exc:
+            raise TrainingError(
+                f"out of memory: {exc}; lower batch_size or image_size") from None

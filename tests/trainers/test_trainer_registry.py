@@ -1,0 +1,141 @@
+"""The plugin registry: duplicates, unknown names, the environment filter, opting out, and a
+third-party plugin distribution found through its entry point."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from training_agent.adapters.trainers.pytorch import PyTorchTrainer
+from training_agent.adapters.trainers.registry import InputSpec, PluginRegistry
+from training_agent.domain.errors import InvalidConfig
+
+from .conftest import Recorder, make_request
+
+
+class FakeProvider:
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+
+    def list_backbones(self) -> list[str]:
+        return ["tiny"]
+
+    def build(self, backbone, num_classes, pretrained, image_size=None):
+        raise NotImplementedError
+
+    def input_spec(self, backbone, pretrained) -> InputSpec:
+        return InputSpec()
+
+
+def test_register_refuses_duplicates():
+    registry = PluginRegistry(load_installed=False)
+    registry.register(FakeProvider())
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(FakeProvider())
+
+
+def test_register_refuses_what_is_not_a_provider():
+    with pytest.raises(TypeError, match="not a backbone provider"):
+        PluginRegistry(load_installed=False).register(object())
+
+
+def test_unknown_names_say_what_exists():
+    registry = PluginRegistry(load_installed=False)
+    registry.register(FakeProvider("alpha"))
+    with pytest.raises(InvalidConfig, match="unknown trainer 'beta'.*alpha"):
+        registry.get("beta")
+    with pytest.raises(InvalidConfig, match="unknown backbone 'huge' for trainer 'alpha'"):
+        registry.check("alpha", "huge")
+    assert registry.check("alpha", "tiny").name == "alpha"
+
+
+def test_opting_out_loads_nothing_installed():
+    assert PluginRegistry(load_installed=False).names() == []
+
+
+def test_installed_plugins_load_lazily_from_entry_points():
+    registry = PluginRegistry()
+    assert registry._providers == {}  # nothing imported until first use
+    assert {"torchvision", "timm"} <= set(registry.names())
+    assert "resnet18" in registry.backbones()["torchvision"]
+    assert "resnet10t" in registry.get("timm").list_backbones()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("torchvision", ["torchvision"]), (" timm , torchvision ", ["timm", "torchvision"]), ("", []),
+])
+def test_environment_limits_which_plugins_load(monkeypatch, value, expected):
+    monkeypatch.setenv("TRAINING_AGENT_PLUGINS", value)
+    assert PluginRegistry().names() == expected
+
+
+PLUGIN = '''
+"""A third-party backbone provider: a two-layer CNN, needing nothing from the host package."""
+import torch.nn as nn
+
+
+class TinyNet(nn.Sequential):
+    def __init__(self, num_classes):
+        super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+class Provider:
+    name = "tinyplug"
+
+    def list_backbones(self):
+        return ["tinynet"]
+
+    def build(self, backbone, num_classes, pretrained, image_size=None):
+        return TinyNet(num_classes)
+
+    def input_spec(self, backbone, pretrained):
+        from training_agent.adapters.trainers.registry import InputSpec
+        return InputSpec(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+provider = Provider()
+'''
+
+
+def install(site, name: str, source: str, monkeypatch) -> None:
+    """Install distribution `name` (one module, one entry point) into a site directory."""
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(source)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(f"""\
+        [training_agent.trainers]
+        {name} = {name}:provider
+    """))
+    monkeypatch.syspath_prepend(str(site))
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """A distribution `tinyplug` installed into a temporary site directory on sys.path."""
+    install(tmp_path / "site", "tinyplug", PLUGIN, monkeypatch)
+    return tmp_path / "site"
+
+
+def test_a_plugin_distribution_is_listed_and_trains(plugin_site, tmp_path, tiny_splits):
+    trainer = PyTorchTrainer(PluginRegistry())
+    assert trainer.backbones()["tinyplug"] == ["tinynet"]
+    assert "torchvision" in trainer.backbones()
+    req = make_request(tmp_path, tiny_splits, trainer="tinyplug", backbone="tinynet", epochs=1)
+    trainer.check_config(req.config)
+    result = trainer.train(req, Recorder())
+    manifest = json.loads(result.artifacts["manifest.json"].read_text())
+    assert (manifest["trainer"], manifest["backbone"]) == ("tinyplug", "tinynet")
+    assert manifest["input"]["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_a_broken_plugin_is_reported_by_name(tmp_path, monkeypatch):
+    install(tmp_path / "site", "brokenplug", "raise ImportError('no such thing')\n", monkeypatch)
+    registry = PluginRegistry()
+    assert "brokenplug" not in registry.names() and "torchvision" in registry.names()
+    with pytest.raises(InvalidConfig, match="failed to load.*no such thing"):
+        registry.get("brokenplug")
