@@ -61,6 +61,19 @@ class MetadataRepo(abc.ABC):
     @abc.abstractmethod
     def active_jobs(self) -> list[TrainingJob]: ...
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        """Heartbeat: set `heartbeat_at` to now (and the owner, when given) while the job is
+        active, touching nothing else; False once it is final. SQL stores override this with
+        one conditional UPDATE; this fallback reads then writes, so a concurrent progress save
+        can be lost: override it."""
+        job = self.get_job(job_id)
+        if not job.active:
+            return False
+        job.beat()
+        if worker_id is not None:
+            job.worker_id = worker_id
+        return self.save_job(job)
+
     @abc.abstractmethod
     def record_model(self, model: ModelRecord, job: TrainingJob) -> None:
         """In one transaction: insert the models row, set the project `pending_evaluation`, save
@@ -180,6 +193,9 @@ class Notifier(abc.ABC):
     @abc.abstractmethod
     def notify(self, notification: Notification) -> None:
         """Tell the user; must not raise for delivery problems that should not fail a job."""
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for deliveries still in flight (before a process exits)."""
 
 
 __all__ = [
