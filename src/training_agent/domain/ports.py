@@ -61,18 +61,11 @@ class MetadataRepo(abc.ABC):
     @abc.abstractmethod
     def active_jobs(self) -> list[TrainingJob]: ...
 
+    @abc.abstractmethod
     def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
         """Heartbeat: set `heartbeat_at` to now (and the owner, when given) while the job is
-        active, touching nothing else; False once it is final. SQL stores override this with
-        one conditional UPDATE; this fallback reads then writes, so a concurrent progress save
-        can be lost: override it."""
-        job = self.get_job(job_id)
-        if not job.active:
-            return False
-        job.beat()
-        if worker_id is not None:
-            job.worker_id = worker_id
-        return self.save_job(job)
+        active, touching nothing else (one conditional update, so a concurrent progress save is
+        never lost); False once it is final; JobNotFound when there is no such job."""
 
     @abc.abstractmethod
     def record_model(self, model: ModelRecord, job: TrainingJob) -> None:

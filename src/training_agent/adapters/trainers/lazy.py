@@ -17,14 +17,11 @@ class LazyTrainer(Trainer):
 
     @property
     def real(self) -> Trainer:
-        # Concurrent first requests (the HTTP API runs handlers on threads) wait for one build,
-        # which also loads the plugins once, before anyone checks a config against them.
+        # Concurrent first requests (the HTTP API runs handlers on threads) wait for one build.
         if self._trainer is None:
             with self._lock:
                 if self._trainer is None:
-                    trainer = self._factory()
-                    trainer.backbones()
-                    self._trainer = trainer
+                    self._trainer = self._factory()
         return self._trainer
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
