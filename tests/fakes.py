@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
+
+from dependency_injector import providers
 
 from training_agent.domain.errors import TrainingError
 from training_agent.domain.ports import EpochProgress, Trainer, TrainRequest, TrainResult
 from training_agent.domain.service import sha256_of
+from training_agent.entrypoints.container import Container, build_container
+from training_agent.entrypoints.settings import Settings
 
 
 class FakeTrainer(Trainer):
@@ -28,7 +33,8 @@ class FakeTrainer(Trainer):
             if self.fail_with is not None:
                 raise self.fail_with
             progress(EpochProgress(epoch=epoch, epochs=epochs, train_loss=1.0 / epoch,
-                                   val_accuracy=self.accuracy))
+                                   val_accuracy=self.accuracy, images_per_second=100.0,
+                                   eta_seconds=(epochs - epoch) * self.epoch_seconds))
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.pth").write_bytes(b"fake weights")
@@ -54,3 +60,11 @@ class FakeTrainer(Trainer):
 class ExplodingTrainer(FakeTrainer):
     def __init__(self) -> None:
         super().__init__(fail_with=TrainingError("loss became NaN at epoch 1"))
+
+
+def fake_container(settings: Settings, **trainer_options: Any) -> Container:
+    """The real container with a FakeTrainer: module-level, so spawned worker processes can
+    build it too (the runner gets `functools.partial(fake_container, settings, ...)`)."""
+    container = build_container(settings)
+    container.trainer.override(providers.Object(FakeTrainer(**trainer_options)))
+    return container

@@ -250,3 +250,22 @@ def test_concurrent_starts_of_one_project_have_one_winner(open_repo):
     race([start(a) for a in agents])
     assert len(wins) == 1 and len(conflicts) == 3
     assert [j.id for j in agents[0].active_jobs()] == wins
+
+
+def test_touch_job_beats_without_losing_progress_and_stops_once_final(repo):
+    p = project(repo)
+    job = repo.claim_job(TrainingJob(project_id=p.id), STARTABLE)
+    job.advance(JobState.DOWNLOADING)
+    job.progress = {"epoch": 2, "epochs": 5}
+    assert repo.save_job(job)
+    assert repo.touch_job(job.id, "worker-7")
+    stored = repo.get_job(job.id)
+    assert stored.heartbeat_at is not None and stored.worker_id == "worker-7"
+    assert stored.progress == {"epoch": 2, "epochs": 5} and stored.state is JobState.DOWNLOADING
+    assert repo.touch_job(job.id)  # no owner given: the owner stays
+    assert repo.get_job(job.id).worker_id == "worker-7"
+    job.fail("boom")
+    assert repo.save_job(job)
+    assert repo.touch_job(job.id) is False
+    with pytest.raises(JobNotFound):
+        repo.touch_job(new_id())

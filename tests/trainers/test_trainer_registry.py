@@ -175,3 +175,24 @@ def test_a_broken_plugin_is_reported_by_name(tmp_path, monkeypatch):
     assert "brokenplug" not in registry.names() and "torchvision" in registry.names()
     with pytest.raises(InvalidConfig, match="failed to load.*no such thing"):
         registry.get("brokenplug")
+
+
+def test_concurrent_first_callers_all_see_every_plugin():
+    import threading
+
+    from training_agent.adapters.trainers.registry import PluginRegistry
+
+    registry = PluginRegistry()
+    seen: list[list[str]] = []
+    barrier = threading.Barrier(8)
+
+    def first_use() -> None:
+        barrier.wait()
+        seen.append(registry.names())
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and all("torchvision" in names and "timm" in names for names in seen)

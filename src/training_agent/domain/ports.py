@@ -62,6 +62,12 @@ class MetadataRepo(abc.ABC):
     def active_jobs(self) -> list[TrainingJob]: ...
 
     @abc.abstractmethod
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        """Heartbeat: set `heartbeat_at` to now (and the owner, when given) while the job is
+        active, touching nothing else (one conditional update, so a concurrent progress save is
+        never lost); False once it is final; JobNotFound when there is no such job."""
+
+    @abc.abstractmethod
     def record_model(self, model: ModelRecord, job: TrainingJob) -> None:
         """In one transaction: insert the models row, set the project `pending_evaluation`, save
         the (succeeded) job. Raises Conflict, writing nothing, if the job is no longer active."""
@@ -180,6 +186,9 @@ class Notifier(abc.ABC):
     @abc.abstractmethod
     def notify(self, notification: Notification) -> None:
         """Tell the user; must not raise for delivery problems that should not fail a job."""
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for deliveries still in flight (before a process exits)."""
 
 
 __all__ = [

@@ -240,6 +240,22 @@ class TrainingService:
     def job(self, job_id: str) -> TrainingJob:
         return self.repo.get_job(job_id)
 
+    def active_jobs(self) -> list[TrainingJob]:
+        return self.repo.active_jobs()
+
+    # ---- for runners (HTTP, watch, MCP) ------------------------------------------------------
+    def claim_next_pending(self, worker_id: str) -> TrainingJob | None:
+        """The watch trigger: atomically claim the oldest `pending_training` project."""
+        job = self.repo.claim_next_pending(worker_id)
+        if job is not None:
+            self._log(job.project_id, "info", "training job claimed", job_id=job.id,
+                      worker_id=worker_id)
+        return job
+
+    def heartbeat(self, job_id: str, worker_id: str | None = None) -> bool:
+        """Mark an active job alive (and owned by `worker_id`); False once it is final."""
+        return self.repo.touch_job(job_id, worker_id)
+
     def backbones(self) -> dict[str, list[str]]:
         return self.trainer.backbones()
 

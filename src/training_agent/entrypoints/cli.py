@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from training_agent.domain.models import JobState
 from .container import Container, build_container
 from .progress import JobProgressBar
 from .settings import Settings
+from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat
+from .worker.runner import agent_id, build_runner
 
 
 def _json_option(value: str | None) -> dict[str, Any] | None:
@@ -50,19 +55,26 @@ def main(ctx: click.Context) -> None:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = build_container(settings)
+    ctx.meta["settings"] = settings
 
 
 def _container() -> Container:
     return click.get_current_context().obj
 
 
+def _settings() -> Settings:
+    return click.get_current_context().meta["settings"]
+
+
 def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False) -> int:
     service = container.training_service()
     bar = JobProgressBar(disable=quiet, file=sys.stderr)
     try:
-        job = service.run(job_id, on_progress=bar)
+        with heartbeat(service, job_id, f"{agent_id('cli')}/pid:{os.getpid()}"):
+            job = service.run(job_id, on_progress=bar)
     finally:
         bar.close()
+        container.notifier().flush(NOTIFY_FLUSH_SECONDS)
     if job.state is JobState.SUCCEEDED:
         return 0
     click.echo(f"error: job {job.id} {job.state.value}: {job.error}", err=True)
@@ -177,6 +189,57 @@ def backbones() -> None:
         click.echo(f"{plugin} ({len(names)} backbones)")
         for name in names:
             click.echo(f"  {name}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+def serve(host: str, port: int) -> None:
+    """The HTTP API; jobs run in worker processes (at most MAX_CONCURRENT_JOBS at once)."""
+    import uvicorn
+
+    from .http import create_app
+
+    settings, container = _settings(), _container()
+    runner = build_runner(container, settings, agent_id("serve", port))
+    app = create_app(container, runner, api_key=settings.mcp_api_key)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+@main.command()
+@click.option("--interval", default=2.0, show_default=True, help="seconds between store polls")
+@click.option("--grace", default=30.0, show_default=True,
+              help="on SIGINT/SIGTERM, seconds running jobs get to finish before they are "
+                   "stopped and failed")
+def watch(interval: float, grace: float) -> None:
+    """Claim and train pending_training projects as they appear (SIGINT/SIGTERM stop it)."""
+    from .worker.watch import watch as watch_loop
+
+    runner = build_runner(_container(), _settings(), agent_id("watch", os.getpid()))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.start()
+    try:
+        watch_loop(runner, stop, interval)
+    finally:
+        click.echo(f"stopping: running jobs get {grace:g}s to finish", err=True)
+        runner.stop(wait=grace)
+
+
+@main.command("mcp")
+def mcp_command() -> None:
+    """The MCP tool server on stdio (start_training, training_status, cancel_training,
+    list_backbones)."""
+    from .mcp_server import build_mcp_server
+
+    container = _container()
+    runner = build_runner(container, _settings(), agent_id("mcp", os.getpid()))
+    runner.start()
+    try:
+        build_mcp_server(container.training_service(), runner).run("stdio")
+    finally:
+        runner.stop()
 
 
 @main.group()

@@ -11,6 +11,7 @@ from training_agent.adapters.blobstore.router import BlobStoreRouter
 from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.log import LogNotifier
+from training_agent.adapters.notifiers.webhook import WebhookNotifier
 from training_agent.adapters.trainers.lazy import LazyTrainer
 from training_agent.domain.archive import IntakeLimits
 from training_agent.domain.ports import BlobStore, MetadataRepo, Trainer
@@ -80,6 +81,7 @@ class Container(containers.DeclarativeContainer):
     notifier = providers.Selector(
         config.notifier_kind,
         log=providers.Singleton(LogNotifier),
+        webhook=providers.Singleton(WebhookNotifier, url=config.notify_webhook_url),
     )
 
     intake_limits = providers.Factory(

@@ -75,6 +75,9 @@ class FollowerRepo(MetadataRepo):
     def active_jobs(self) -> list[TrainingJob]:
         return self.inner.active_jobs()
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        return True  # rank 0 beats for the job
+
     def record_model(self, model: Any, job: TrainingJob) -> None:
         return None
 

@@ -114,6 +114,18 @@ class InMemoryMetadataRepo(MetadataRepo):
             self.jobs[job.id] = job.model_copy(deep=True)
             return True
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        with self._lock:
+            stored = self.jobs.get(job_id)
+            if stored is None:
+                raise JobNotFound(f"job {job_id}")
+            if not stored.active:
+                return False
+            stored.beat()
+            if worker_id is not None:
+                stored.worker_id = worker_id
+            return True
+
     def active_jobs(self) -> list[TrainingJob]:
         with self._lock:
             return [j.model_copy(deep=True) for j in self.jobs.values() if j.active]

@@ -189,6 +189,13 @@ class PostgresMetadataRepo(MetadataRepo):
                         Jsonb(job.model_dump(mode="json")), not_found=JobNotFound(f"job {job.id}"))
         return bool(row and row["saved"])
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        if not is_uuid(job_id):
+            raise JobNotFound(f"job {job_id}")
+        row = self._one("SELECT touch_training_job(%s, %s) AS touched", job_id, worker_id,
+                        not_found=JobNotFound(f"job {job_id}"))
+        return bool(row and row["touched"])
+
     def active_jobs(self) -> list[TrainingJob]:
         return [TrainingJob.model_validate(r) for r in self._all(
             "SELECT * FROM training_jobs WHERE state = ANY(%s) ORDER BY created_at",

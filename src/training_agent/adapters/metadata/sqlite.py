@@ -193,6 +193,19 @@ class SqliteMetadataRepo(MetadataRepo):
                 return False
         raise JobNotFound(f"job {job.id}")
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        now = ts(utcnow())
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE training_jobs SET heartbeat_at = ?, updated_at = ?, "
+                f"worker_id = COALESCE(?, worker_id) WHERE id = ? AND {_ACTIVE}",
+                (now, now, worker_id, job_id))
+            if cur.rowcount == 1:
+                return True
+            if conn.execute("SELECT 1 FROM training_jobs WHERE id = ?", (job_id,)).fetchone():
+                return False
+        raise JobNotFound(f"job {job_id}")
+
     def active_jobs(self) -> list[TrainingJob]:
         return [TrainingJob.model_validate(r)
                 for r in self._all(f"SELECT * FROM training_jobs WHERE {_ACTIVE}")]

@@ -200,6 +200,13 @@ class SupabaseMetadataRepo(MetadataRepo):
                               {"p_job": job.model_dump(mode="json")},
                               not_found=JobNotFound(f"job {job.id}")))
 
+    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
+        if not is_uuid(job_id):
+            raise JobNotFound(f"job {job_id}")
+        return bool(self._rpc("touch_training_job", "training_jobs",
+                              {"p_job_id": job_id, "p_worker_id": worker_id},
+                              not_found=JobNotFound(f"job {job_id}")))
+
     def active_jobs(self) -> list[TrainingJob]:
         rows = self._run("select", "training_jobs", lambda: self._client.table(
             "training_jobs").select("*").in_("state", list(ACTIVE_STATE_VALUES)).order(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from training_agent.domain.config import TrainingConfig
@@ -12,11 +13,15 @@ class LazyTrainer(Trainer):
     def __init__(self, factory: Callable[[], Trainer]) -> None:
         self._factory = factory
         self._trainer: Trainer | None = None
+        self._lock = threading.Lock()
 
     @property
     def real(self) -> Trainer:
+        # Concurrent first requests (the HTTP API runs handlers on threads) wait for one build.
         if self._trainer is None:
-            self._trainer = self._factory()
+            with self._lock:
+                if self._trainer is None:
+                    self._trainer = self._factory()
         return self._trainer
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -62,6 +63,7 @@ class PluginRegistry:
         self._providers: dict[str, BackboneProvider] = {}
         self._broken: dict[str, str] = {}  # name -> why it failed to load
         self._loaded = not load_installed
+        self._load_lock = threading.Lock()
         self._only = None if only is None else {n.strip() for n in only if n.strip()}
 
     def register(self, provider: BackboneProvider) -> BackboneProvider:
@@ -104,9 +106,17 @@ class PluginRegistry:
         return provider
 
     def _load(self) -> None:
+        # Concurrent first callers (HTTP handlers run on threads) wait for one complete load;
+        # the flag is set only once every plugin is in, so nobody sees a half-filled registry.
         if self._loaded:
             return
-        self._loaded = True
+        with self._load_lock:
+            if self._loaded:
+                return
+            self._load_entry_points()
+            self._loaded = True
+
+    def _load_entry_points(self) -> None:
         only = self._only
         if only is None and PLUGINS_ENV in os.environ:
             only = {n.strip() for n in os.environ[PLUGINS_ENV].split(",") if n.strip()}

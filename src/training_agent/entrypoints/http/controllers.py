@@ -1,0 +1,69 @@
+"""Routes: thin calls into TrainingService and the JobRunner; errors go to the error table."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
+
+from training_agent.domain.service import TrainingService
+from training_agent.domain.views import StatusView
+
+from ..worker.runner import JobRunner
+from .auth import SECURITY, require_api_key
+from .health import Check, run_checks
+from .schemas import CancelAccepted, ErrorBody, Health, StartAccepted, StartRequest
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    words = {400: "the body is not JSON", 401: "missing or wrong API key", 404: "no such project (or it has no dataset)",
+             409: "the project's state does not allow it", 422: "invalid input",
+             503: "the metadata store is unavailable"}
+    return {c: ResponseSpec(ErrorBody, description=words[c], generate_examples=False)
+            for c in codes}
+
+
+class TrainingController(Controller):
+    path = "/agents/training"
+    tags = ["training"]
+    guards = [require_api_key]
+    security = SECURITY
+
+    @post("/start", operation_id="startTraining", status_code=202, sync_to_thread=True,
+          summary="Queue a training job for a project",
+          responses=_errors(400, 401, 404, 409, 422))
+    def start(self, request: Request, data: JSONBody[StartRequest],
+              service: NamedDependency[TrainingService],
+              runner: NamedDependency[JobRunner]) -> StartAccepted:
+        job = service.start(data.project_id, data.config, data.force, worker_id=runner.owner)
+        runner.submit(job.id)
+        return StartAccepted(
+            job_id=job.id, project_id=job.project_id, state=job.state.value,
+            status_url=request.app.route_reverse("training_status", project_id=job.project_id),
+        )
+
+    @get("/status/{project_id:str}", name="training_status", operation_id="trainingStatus",
+         sync_to_thread=True, summary="The project's status, its latest job and recent logs",
+         responses=_errors(401, 404, 422))
+    def status(self, project_id: FromPath[str],
+               service: NamedDependency[TrainingService]) -> StatusView:
+        return service.status(project_id)
+
+    @post("/cancel/{project_id:str}", operation_id="cancelTraining", status_code=202,
+          sync_to_thread=True, summary="Cancel the project's active job",
+          responses=_errors(401, 404, 409, 422))
+    def cancel(self, project_id: FromPath[str],
+               runner: NamedDependency[JobRunner]) -> CancelAccepted:
+        job = runner.cancel(project_id)
+        return CancelAccepted(job_id=job.id, project_id=job.project_id, state=job.state.value,
+                              project_status="training_cancelled")
+
+
+@get("/health", operation_id="health", tags=["health"], sync_to_thread=True,
+     summary="Each dependency's check; 503 when one is down",
+     responses={503: ResponseSpec(Health, description="a dependency is down",
+                                  generate_examples=False)})
+def health(health_checks: NamedDependency[dict[str, Check]]) -> Response[Health]:
+    report = run_checks(health_checks)
+    return Response(report, status_code=200 if report.status == "ok" else 503)

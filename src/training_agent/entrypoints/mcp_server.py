@@ -1,0 +1,67 @@
+"""The MCP tool server: start, read and cancel training, list backbones; same service and runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from training_agent.domain.errors import TrainingAgentError
+from training_agent.domain.service import TrainingService
+
+from .worker.runner import JobRunner
+
+INSTRUCTIONS = (
+    "Trains image-classification models for projects. Call start_training with a project id, "
+    "then poll training_status until project_status is pending_evaluation (done), "
+    "training_failed or training_cancelled. list_backbones shows what `config.backbone` takes."
+)
+
+
+@contextmanager
+def _as_tool_error() -> Iterator[None]:
+    """A domain error (not found, conflict, bad config) is the tool's answer, not a crash."""
+    try:
+        yield
+    except TrainingAgentError as exc:
+        raise ToolError(f"{type(exc).__name__}: {exc}") from None
+
+
+def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
+    server: MCPServer[Any] = MCPServer(name="training-agent", instructions=INSTRUCTIONS)
+    tool: Callable[..., Any] = server.tool
+
+    @tool()
+    def start_training(project_id: str, config: dict[str, Any] | None = None,
+                       force: bool = False) -> dict[str, Any]:
+        """Queue a training job for the project; it runs in a worker process. `config` overrides
+        the project's training config (epochs, backbone, pretrained, image_size, ...)."""
+        with _as_tool_error():
+            job = service.start(project_id, config, force, worker_id=runner.owner)
+            runner.submit(job.id)
+        return {"job_id": job.id, "project_id": job.project_id, "state": job.state.value}
+
+    @tool()
+    def training_status(project_id: str) -> dict[str, Any]:
+        """The project's status, its latest job (state, progress, error, model URL) and its
+        recent log lines, newest first."""
+        with _as_tool_error():
+            return service.status(project_id).model_dump(mode="json")
+
+    @tool()
+    def cancel_training(project_id: str) -> dict[str, Any]:
+        """Cancel the project's active training job; its worker stops within seconds."""
+        with _as_tool_error():
+            job = runner.cancel(project_id)
+        return {"job_id": job.id, "project_id": job.project_id, "state": job.state.value}
+
+    @tool()
+    def list_backbones() -> dict[str, list[str]]:
+        """The backbones each installed trainer plugin offers, by plugin name."""
+        with _as_tool_error():
+            return service.backbones()
+
+    return server

@@ -1,0 +1,254 @@
+"""JobRunner: runs queued jobs in worker processes, a bounded number at a time, in order.
+
+One dispatcher thread launches workers, reaps them (a worker that died ends its job failed with
+the exit code or signal), stops the workers of cancelled jobs, and beats the jobs still waiting
+in its queue. Queued jobs live in the store, so a restarted agent finds and adopts them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from multiprocessing.process import BaseProcess
+
+from training_agent.domain.models import JobState, TrainingJob
+from training_agent.domain.service import TrainingService
+
+from ..container import Container, build_container
+from ..settings import Settings
+from .process import run_job_process
+
+log = logging.getLogger("training_agent.runner")
+
+SHUTDOWN_NOTIFY_SECONDS = 10.0
+
+
+def agent_id(role: str, instance: object | None = None) -> str:
+    """Who owns a job. Unique among live agents (`serve` adds its port, others their pid) and,
+    for `serve`, stable across restarts: a restarted agent adopts the jobs it had queued."""
+    return f"{role}@{socket.gethostname()}" + (f":{instance}" if instance is not None else "")
+
+
+def exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not exit"
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (killed: out of memory, or by an operator)" if name == "SIGKILL" else ""
+        return f"was killed by signal {name}{hint}"
+    if exitcode == 0:
+        return "exited before the job finished"
+    return f"exited with code {exitcode}"
+
+
+class JobRunner:
+    def __init__(
+        self, service: TrainingService, worker_factory: Callable[[], Container], *,
+        owner: str, max_concurrent: int = 1, heartbeat_seconds: float = 5.0,
+        stale_after: float = 120.0, term_grace: float = 5.0, poll_seconds: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.worker_factory = worker_factory
+        self.owner = owner
+        self.max_concurrent = max_concurrent
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_after = stale_after
+        self.term_grace = term_grace
+        self.poll_seconds = poll_seconds
+        self._mp = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._queue: deque[str] = deque()
+        self._running: dict[str, BaseProcess] = {}
+        self._stopping: dict[str, float] = {}  # job id -> when SIGTERM was sent
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_beat = self._last_sweep = self._last_check = 0.0
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+
+    def recover(self) -> None:
+        """Adopt the jobs this agent's previous life left queued (owner ids are unique among
+        live agents, so no job is adopted twice), then fail the active jobs whose heartbeat
+        went stale while no agent watched them (a dead agent's running or queued jobs)."""
+        for job in sorted(self.service.active_jobs(), key=lambda j: j.created_at):
+            if job.state is JobState.QUEUED and job.worker_id == self.owner:
+                if self.service.heartbeat(job.id, self.owner):
+                    log.info("adopting queued job %s of project %s", job.id, job.project_id)
+                    self.submit(job.id)
+        self._sweep_stale()
+
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop launching; give running jobs `wait` seconds, then stop them and fail their jobs.
+        Jobs still queued stay queued in the store for the next start."""
+        deadline = time.monotonic() + wait
+        while self.running_jobs() and time.monotonic() < deadline:
+            time.sleep(self.poll_seconds)
+        self._halt.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            running, self._running = dict(self._running), {}
+            self._queue.clear()
+        for proc in running.values():
+            if proc.is_alive():
+                proc.terminate()
+        for job_id, proc in running.items():
+            proc.join(self.term_grace)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+            self._fail_if_active(job_id, "the agent stopped while the job ran (worker "
+                                         f"{exit_cause(proc.exitcode)})")
+        self.service.notifier.flush(SHUTDOWN_NOTIFY_SECONDS)  # failure messages, before exit
+
+    # ---- commands ---------------------------------------------------------------------------
+    def submit(self, job_id: str) -> None:
+        with self._lock:
+            if job_id not in self._queue and job_id not in self._running:
+                self._queue.append(job_id)
+        self._wake.set()
+
+    def cancel(self, project_id: str) -> TrainingJob:
+        """Cancel in the store (the job ends `cancelled` whoever runs it), then stop our worker."""
+        job = self.service.cancel(project_id)
+        with self._lock:
+            if job.id in self._queue:
+                self._queue.remove(job.id)
+            proc = self._running.get(job.id)
+            if proc is not None and job.id not in self._stopping:
+                self._terminate(job.id, proc)
+        self._wake.set()
+        return job
+
+    # ---- queries ----------------------------------------------------------------------------
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def queued_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._queue)
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.max_concurrent - len(self._running) - len(self._queue)
+
+    def worker_pid(self, job_id: str) -> int | None:
+        with self._lock:
+            proc = self._running.get(job_id)
+        return proc.pid if proc is not None else None
+
+    def check(self) -> str:
+        """For /health: raises when the dispatcher is not running."""
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("job runner is not running")
+        with self._lock:
+            return (f"{len(self._running)} running, {len(self._queue)} queued, "
+                    f"at most {self.max_concurrent} at once")
+
+    # ---- the dispatcher ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._tick()
+            except Exception:  # one bad tick (store busy) must not stop the runner
+                log.exception("job runner tick failed")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._reap()
+        if now - self._last_check >= 1.0:
+            self._last_check = now
+            self._stop_cancelled()
+        self._escalate()
+        if now - self._last_beat >= self.heartbeat_seconds:
+            self._last_beat = now
+            for job_id in self.queued_jobs():
+                self.service.heartbeat(job_id, self.owner)
+        if now - self._last_sweep >= self.stale_after / 2:
+            self._sweep_stale()
+        self._launch()
+
+    def _launch(self) -> None:
+        while not self._halt.is_set():
+            with self._lock:
+                if not self._queue or len(self._running) >= self.max_concurrent:
+                    return
+                job_id = self._queue.popleft()
+            if self.service.job(job_id).state is not JobState.QUEUED:
+                continue  # cancelled (or taken over) while it waited
+            proc = self._mp.Process(
+                target=run_job_process, name=f"training-job-{job_id[:8]}",
+                args=(self.worker_factory, job_id, self.owner, self.heartbeat_seconds),
+            )
+            with self._lock:
+                proc.start()
+                self._running[job_id] = proc
+            log.info("job %s started in worker process %s", job_id, proc.pid)
+
+    def _reap(self) -> None:
+        with self._lock:
+            ended = {j: p for j, p in self._running.items() if p.exitcode is not None}
+            for job_id in ended:
+                del self._running[job_id]
+                self._stopping.pop(job_id, None)
+        for job_id, proc in ended.items():
+            proc.join()
+            self._fail_if_active(job_id, f"worker process {exit_cause(proc.exitcode)}")
+
+    def _stop_cancelled(self) -> None:
+        """A job cancelled through another agent (or the CLI) still stops here within seconds."""
+        for job_id in self.running_jobs():
+            if self.service.job(job_id).state is JobState.CANCELLED:
+                with self._lock:
+                    proc = self._running.get(job_id)
+                    if proc is not None and job_id not in self._stopping:
+                        self._terminate(job_id, proc)
+
+    def _terminate(self, job_id: str, proc: BaseProcess) -> None:
+        log.info("stopping worker %s of job %s", proc.pid, job_id)
+        proc.terminate()
+        self._stopping[job_id] = time.monotonic()
+
+    def _escalate(self) -> None:
+        with self._lock:
+            late = [j for j, t in self._stopping.items()
+                    if time.monotonic() - t > self.term_grace and j in self._running]
+            for job_id in late:
+                log.warning("worker of job %s ignored SIGTERM; killing it", job_id)
+                self._running[job_id].kill()
+                self._stopping[job_id] = float("inf")
+
+    def _sweep_stale(self) -> None:
+        self._last_sweep = time.monotonic()
+        for job in self.service.fail_stale(timedelta(seconds=self.stale_after)):
+            log.warning("job %s failed: %s", job.id, job.error)
+
+    def _fail_if_active(self, job_id: str, cause: str) -> None:
+        job = self.service.fail_job(job_id, cause)
+        if job.state is JobState.FAILED and job.error == cause:
+            log.warning("job %s failed: %s", job_id, cause)
+
+
+def build_runner(container: Container, settings: Settings, owner: str) -> JobRunner:
+    """The runner of an agent; each worker builds its own container from the same settings."""
+    return JobRunner(
+        container.training_service(), functools.partial(build_container, settings),
+        owner=owner, max_concurrent=settings.max_concurrent_jobs,
+    )
