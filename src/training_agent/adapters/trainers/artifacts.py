@@ -3,7 +3,6 @@ that names every other artifact with its sha256 and size."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -12,15 +11,9 @@ from typing import Any
 
 import torch
 
+from training_agent.domain.service import sha256_of as sha256_file
+
 _LIBRARIES = ("torch", "torchvision", "timm", "safetensors", "pillow", "numpy", "training-agent")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
