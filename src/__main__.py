@@ -1,3 +1,0 @@
-from training_agent.entrypoints.cli import main
-
-main()
