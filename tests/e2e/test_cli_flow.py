@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -148,3 +151,90 @@ def test_demo_runs_offline_and_prints_accuracy_and_model(tmp_path):
     out = cli(tmp_path / "home", "demo", "--epochs", "1").stdout
     assert "accuracy: " in out and "model: file://" in out
     assert "project status: pending_evaluation" in out
+
+
+def wait_for_log(home: Path, project_id: str, message: str, proc: subprocess.Popen[str],
+                 timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if db_row(home, "SELECT 1 FROM agent_logs WHERE project_id = ? AND message = ?",
+                      project_id, message):
+                return
+        except sqlite3.OperationalError:  # the agent is creating the database
+            pass
+        assert proc.poll() is None, f"train ended before {message!r}:\n{proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {message!r} in agent_logs"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_train_fails_its_job_and_the_next_train_resumes(tmp_path, sig, code):
+    home = tmp_path / "home"
+    archive = make_dataset_zip(tmp_path / "shapes.zip", classes=3, size=32,
+                               per_class={"train": 24, "val": 6})
+    config = {"pretrained": False, "backbone": "resnet18", "image_size": 32, "batch_size": 8,
+              "epochs": 4}
+    project_id = cli(home, "project", "create", "--name", "stop-me", "--dataset", str(archive),
+                     "--config", json.dumps(config)).stdout.strip().splitlines()[-1]
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(home), "LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "training_agent", "train", project_id,
+                             "--quiet"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_log(home, project_id, "epoch 1/4", proc)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    name = sig.name
+    assert proc.returncode == code, stderr
+    assert f"interrupted by {name}" in stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr
+
+    job = db_row(home, "SELECT * FROM training_jobs WHERE project_id = ?", project_id)
+    assert job["state"] == "failed" and job["error"] == f"interrupted by {name}"
+    assert job["finished_at"] is not None
+    err = db_row(home, "SELECT * FROM agent_logs WHERE project_id = ? AND level = 'error'",
+                 project_id)
+    assert f"interrupted by {name}" in err["message"]
+    assert db_row(home, "SELECT status FROM projects WHERE id = ?", project_id)[0] == \
+        "training_failed"
+    assert not any((home / "work" / "jobs").glob("*")), "work folder left behind"
+    if sig is signal.SIGTERM:
+        return  # the same state as after SIGINT: training again is shown once
+
+    again = cli(home, "train", project_id, "--quiet")
+    assert "model: file://" in again.stdout
+    assert db_row(home, "SELECT status FROM projects WHERE id = ?", project_id)[0] == \
+        "pending_evaluation"
+    assert db_row(home, "SELECT 1 FROM agent_logs WHERE project_id = ? AND message LIKE "
+                  "'resuming from checkpoint of epoch %/4'", project_id)
+
+
+def test_train_fails_a_stale_job_that_a_killed_train_left_active(tmp_path):
+    """SIGKILL leaves no chance to clean up: the next `train` fails the job once its heartbeat
+    is older than the limit `serve` and `watch` use, instead of answering 409 forever."""
+    home = tmp_path / "home"
+    archive = make_dataset_zip(tmp_path / "d.zip", per_class={"train": 4, "val": 2})
+    project_id = cli(home, "project", "create", "--name", "killed", "--dataset", str(archive),
+                     "--config", '{"pretrained": false, "epochs": 1, "image_size": 32}'
+                     ).stdout.strip().splitlines()[-1]
+    # what a SIGKILLed `train` leaves: an active job, the project `training`, an old heartbeat
+    conn = sqlite3.connect(home / "training-agent.sqlite3")
+    with conn:
+        conn.execute(
+            "INSERT INTO training_jobs (id, project_id, state, config, progress, worker_id, "
+            "heartbeat_at, created_at, updated_at) VALUES (?, ?, 'training', '{}', '{}', "
+            "'cli@host/pid:1', '2020-01-01T00:00:00.000000+00:00', '2020-01-01T00:00:00.000000+00:00', "
+            "'2020-01-01T00:00:00.000000+00:00')", (str(uuid.uuid4()), project_id))
+        conn.execute("UPDATE projects SET status = 'training' WHERE id = ?", (project_id,))
+    conn.close()
+    trained = cli(home, "train", project_id, "--quiet")  # was a 409: a job is active
+    assert "heartbeat stale" in trained.stderr and "model: file://" in trained.stdout
+    stale = db_row(home, "SELECT * FROM training_jobs WHERE project_id = ? AND "
+                   "worker_id = 'cli@host/pid:1'", project_id)
+    assert stale["state"] == "failed" and "heartbeat stale" in stale["error"]

@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from training_agent.domain.models import JobState
 from .container import Container, build_container
 from .progress import JobProgressBar
 from .settings import Settings
-from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat
-from .worker.runner import agent_id, build_runner
+from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat, stop_on_sigterm
+from .worker.runner import STALE_AFTER_SECONDS, agent_id, build_runner
 
 
 def _json_option(value: str | None) -> dict[str, Any] | None:
@@ -67,18 +68,47 @@ def _settings() -> Settings:
 
 
 def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False) -> int:
+    """Run the job here. Ctrl-C (SIGINT) or SIGTERM ends the job `failed` ("interrupted by
+    SIGINT") and returns 130 / 143, so the project can be trained again at once."""
     service = container.training_service()
     bar = JobProgressBar(disable=quiet, file=sys.stderr)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    interrupted: str | None = None
     try:
         with heartbeat(service, job_id, f"{agent_id('cli')}/pid:{os.getpid()}"):
             job = service.run(job_id, on_progress=bar)
-    finally:
+    except KeyboardInterrupt:
+        interrupted = "SIGINT"
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        interrupted = signal.Signals(code - 128).name if code > 128 else f"exit {exc.code}"
+    try:
         bar.close()
+        if interrupted:
+            # a second Ctrl-C must not stop us half-way through failing the job
+            for sig in handlers:
+                signal.signal(sig, signal.SIG_IGN)
+            job = service.fail_job(job_id, f"interrupted by {interrupted}")
+    finally:
         container.notifier().flush(NOTIFY_FLUSH_SECONDS)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        click.echo(f"error: job {job.id} {job.state.value}: interrupted by {interrupted}",
+                   err=True)
+        return {"SIGINT": 130, "SIGTERM": 143}.get(interrupted, 1)
     if job.state is JobState.SUCCEEDED:
         return 0
     click.echo(f"error: job {job.id} {job.state.value}: {job.error}", err=True)
     return 1
+
+
+def fail_stale_jobs(container: Container) -> None:
+    """What `serve` and `watch` do at start: fail active jobs whose heartbeat went stale (a
+    foreground `train` that was SIGKILLed leaves one), so the project can be started again."""
+    for job in container.training_service().fail_stale(timedelta(seconds=STALE_AFTER_SECONDS)):
+        click.echo(f"job {job.id} of project {job.project_id} failed: {job.error}", err=True)
 
 
 @main.command()
@@ -97,6 +127,7 @@ def demo(epochs: int) -> None:
               "batch_size": 32}
     project = service.create_project("demo-shapes", url, config)
     click.echo(f"project {project.id} created with dataset {url}")
+    fail_stale_jobs(container)
     job = service.start(project.id)
     code = run_job_in_foreground(container, job.id)
     if code:
@@ -146,11 +177,12 @@ def train(project_id: str, config: str | None, epochs: int | None, force: bool,
     overrides = _json_option(config) or {}
     if epochs is not None:
         overrides["epochs"] = epochs
+    container = _container()
+    fail_stale_jobs(container)
     if nproc_per_node > 1:
         from .distributed import launch
 
         sys.exit(launch(project_id, nproc_per_node, overrides or None, force))
-    container = _container()
     job = container.training_service().start(project_id, overrides or None, force=force)
     click.echo(f"job {job.id} started", err=True)
     code = run_job_in_foreground(container, job.id, quiet)

@@ -21,7 +21,8 @@ HEARTBEAT_SECONDS = 5.0
 NOTIFY_FLUSH_SECONDS = 30.0
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler: raise SystemExit(128 + signum) in the main thread."""
     # SystemExit unwinds through the service's `finally`, so the work folder is removed
     raise SystemExit(128 + signum)
 
@@ -54,7 +55,7 @@ def run_job_process(container_factory: Callable[[], Container], job_id: str, own
                     heartbeat_seconds: float) -> None:
     """Entry point of a spawned worker process."""
     os.dup2(2, 1)  # stdout may be the MCP stdio channel of the parent: keep it clean
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the agent decides
     container = container_factory()
     logging.basicConfig(level=str(container.config.log_level() or "INFO").upper(),

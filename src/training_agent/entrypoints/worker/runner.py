@@ -28,6 +28,8 @@ from .process import run_job_process
 log = logging.getLogger("training_agent.runner")
 
 SHUTDOWN_NOTIFY_SECONDS = 10.0
+# an active job whose heartbeat is older than this is failed by the next agent that looks
+STALE_AFTER_SECONDS = 120.0
 
 
 def agent_id(role: str, instance: object | None = None) -> str:
@@ -52,7 +54,7 @@ class JobRunner:
     def __init__(
         self, service: TrainingService, worker_factory: Callable[[], Container], *,
         owner: str, max_concurrent: int = 1, heartbeat_seconds: float = 5.0,
-        stale_after: float = 120.0, term_grace: float = 5.0, poll_seconds: float = 0.2,
+        stale_after: float = STALE_AFTER_SECONDS, term_grace: float = 5.0, poll_seconds: float = 0.2,
     ) -> None:
         self.service = service
         self.worker_factory = worker_factory
