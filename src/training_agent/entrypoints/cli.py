@@ -283,7 +283,14 @@ def db() -> None:
 def db_migrate() -> None:
     """Apply the shipped migrations to the configured SQL store."""
     repo = _container().metadata_repo()
-    applied = repo.migrate() if hasattr(repo, "migrate") else []
+    if not hasattr(repo, "migrate"):  # Supabase (PostgREST cannot run DDL), the memory store
+        click.echo(f"error: db migrate needs a SQL connection, and the configured metadata store "
+                   f"({type(repo).__name__}) has none; apply supabase/migrations/ with "
+                   "`supabase db push`, with psql, or with `DATABASE_URL=<the project's "
+                   "Postgres connection string> training-agent db migrate` (docs/cloud.md)",
+                   err=True)
+        sys.exit(1)
+    applied = repo.migrate()
     click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied
                                                             else "; schema is up to date"))
 

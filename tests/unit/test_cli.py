@@ -1,0 +1,53 @@
+"""The CLI's answers that need no training: run in-process with click's runner, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dependency_injector import providers
+
+from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+from training_agent.entrypoints import cli
+from training_agent.entrypoints.container import build_container
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRAINING_AGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)  # no developer .env is read
+    return tmp_path / "home"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.main, list(args))
+    return result.exit_code, result.stderr
+
+
+def test_db_migrate_with_supabase_refuses_and_points_to_the_ways_that_work(home, monkeypatch):
+    # the adapter is built but never called: a real project here would show a network error
+    monkeypatch.setenv("SUPABASE_URL", "https://nowhere.invalid")
+    monkeypatch.setenv("SUPABASE_KEY", "service-role-key")
+    code, err = invoke("db", "migrate")
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "SupabaseMetadataRepo" in line and "supabase db push" in line
+    assert "psql" in line and "DATABASE_URL=" in line and "docs/cloud.md" in line
+    assert "schema is up to date" not in err
+
+
+def test_db_migrate_with_the_in_memory_store_refuses(home, monkeypatch):
+    def memory_container(settings):  # type: ignore[no-untyped-def]
+        container = build_container(settings)
+        container.metadata_repo.override(providers.Object(InMemoryMetadataRepo()))
+        return container
+
+    monkeypatch.setattr(cli, "build_container", memory_container)
+    code, err = invoke("db", "migrate")
+    assert code == 1 and "InMemoryMetadataRepo" in err and "supabase db push" in err
+
+
+def test_db_migrate_on_sqlite_still_reports_what_it_applied(home):
+    result = CliRunner().invoke(cli.main, ["db", "migrate"])
+    assert result.exit_code == 0 and "schema is up to date" in result.stdout
