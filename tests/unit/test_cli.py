@@ -51,3 +51,18 @@ def test_db_migrate_with_the_in_memory_store_refuses(home, monkeypatch):
 def test_db_migrate_on_sqlite_still_reports_what_it_applied(home):
     result = CliRunner().invoke(cli.main, ["db", "migrate"])
     assert result.exit_code == 0 and "schema is up to date" in result.stdout
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"MAX_CONCURRENT_JOBS": "0"}, "MAX_CONCURRENT_JOBS=0"),
+    ({"MAX_CONCURRENT_JOBS": "many"}, "MAX_CONCURRENT_JOBS=many"),
+    ({"TRAINING_AGENT_MAX_DATASET_MEMBERS": "-1"}, "TRAINING_AGENT_MAX_DATASET_MEMBERS=-1"),
+])
+def test_bad_settings_are_one_line_naming_the_variable_and_exit_2(home, monkeypatch, env, named):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(cli.main, ["status", "00000000-0000-4000-8000-000000000000"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid settings: ") and named in line
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
 
 from .container import Container, build_container
 from .progress import JobProgressBar
-from .settings import Settings
+from .settings import Settings, describe_settings_error
 from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat, stop_on_sigterm
 from .worker.runner import STALE_AFTER_SECONDS, agent_id, build_runner
 
@@ -52,7 +53,11 @@ class AgentGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """training-agent: dataset in object storage -> trained, verified, recorded model."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        click.echo(f"error: {describe_settings_error(exc)}", err=True)
+        ctx.exit(2)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = build_container(settings)

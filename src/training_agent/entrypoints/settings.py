@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, computed_field
+from pydantic import Field, ValidationError, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,3 +66,17 @@ class Settings(BaseSettings):
     @property
     def work_root(self) -> str:
         return str(self.home / "work")
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each bad environment variable (and its value, unless it is a secret)."""
+    by_env = {(f.alias or name).lower(): (name, f) for name, f in Settings.model_fields.items()}
+    problems = []
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else "settings"
+        field = by_env.get(key.lower())
+        shown = f"{key.upper()}"
+        if field is not None and field[1].repr and "input" in err:
+            shown += f"={err['input']}"
+        problems.append(f"{shown}: {err['msg']}")
+    return "invalid settings: " + "; ".join(problems)
