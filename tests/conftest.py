@@ -9,7 +9,13 @@ import pytest
 
 from training_agent.testing.datasets import make_dataset_zip
 
-# Tests never touch a developer's real configuration or a cloud account.
+# A Supabase project named by SUPABASE_URL/SUPABASE_KEY runs the live Supabase test (which only
+# touches rows it creates); TEST_SUPABASE_URL/TEST_SUPABASE_KEY, when set, win.
+for _name in ("SUPABASE_URL", "SUPABASE_KEY"):
+    if os.environ.get(_name):
+        os.environ.setdefault(f"TEST_{_name}", os.environ[_name])
+
+# Otherwise tests never touch a developer's real configuration or a cloud account.
 for _name in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_KEY", "GCP_BUCKET_NAME",
               "MODEL_STORE_URL", "NOTIFY_WEBHOOK_URL", "MCP_API_KEY"):
     os.environ.pop(_name, None)

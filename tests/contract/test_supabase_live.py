@@ -1,8 +1,9 @@
 """The Supabase adapter against a real Supabase project, when one is named for tests.
 
-Opt in with TEST_SUPABASE_URL and TEST_SUPABASE_KEY (the service-role key) pointing at a project
-that has the migrations applied (docs/cloud.md). The plain SUPABASE_* variables are cleared for
-every test run, so a developer's own configuration is never written to by accident. The test
+It runs when SUPABASE_URL and SUPABASE_KEY (the service-role key) point at a project that has
+the migrations applied (docs/cloud.md); TEST_SUPABASE_URL and TEST_SUPABASE_KEY, when set, name
+another project for tests and win. tests/conftest.py copies SUPABASE_* to TEST_SUPABASE_* and
+then clears SUPABASE_* for every other test, so no other test reaches the project. This test
 only touches the rows it creates, and deletes them afterwards.
 """
 
@@ -30,8 +31,9 @@ URL = os.environ.get("TEST_SUPABASE_URL")
 KEY = os.environ.get("TEST_SUPABASE_KEY")
 
 pytestmark = pytest.mark.skipif(
-    not (URL and KEY), reason="live Supabase test: set TEST_SUPABASE_URL and TEST_SUPABASE_KEY "
-    "(service-role key) to a project with supabase/migrations applied")
+    not (URL and KEY), reason="live Supabase test: set SUPABASE_URL and SUPABASE_KEY (or "
+    "TEST_SUPABASE_URL and TEST_SUPABASE_KEY) to a project with supabase/migrations applied "
+    "and its service-role key")
 
 
 @pytest.fixture
