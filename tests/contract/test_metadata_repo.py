@@ -122,6 +122,7 @@ def test_save_job_writes_only_while_active(repo):
     p = project(repo)
     job = repo.claim_job(TrainingJob(project_id=p.id), STARTABLE)
     job.advance(JobState.DOWNLOADING)
+    job.config = {"epochs": 3, "backbone": "resnet18"}  # a claimed job gets its resolved config
     job.progress = {"epoch": 1, "epochs": 3, "val_accuracy": 0.5}
     job.beat()
     assert repo.save_job(job) is True

@@ -21,7 +21,7 @@ from training_agent.domain.errors import (
     StorageError,
     StoragePermissionDenied,
 )
-from training_agent.domain.models import JobState, Project, ProjectStatus
+from training_agent.domain.models import Dataset, JobState, Project, ProjectStatus
 from training_agent.domain.service import TrainingService
 
 DATASET_URL = "mem://datasets/shapes.zip"
@@ -256,3 +256,75 @@ def test_signed_dataset_urls_are_never_logged(service, repo, blobs, dataset_zip)
     project = service.create_project("p", url, {"epochs": 1})
     service.run(service.start(project.id).id)
     assert not any("secret-token" in (e.message + str(e.details)) for e in repo.logs)
+
+
+# ---- a cancel between the claim and the first step -------------------------------------------
+def test_a_cancel_right_after_the_download_step_starts_is_not_overwritten(
+        repo, blobs, notifier, tmp_path):
+    """The claim sets `training`; the run must not set it again, or a cancel that lands between
+    the first step and that write leaves the project `training` for ever."""
+    service = make_service(repo, blobs, notifier, tmp_path)
+    project = service.create_project("p", DATASET_URL, {"epochs": 1})
+    job = service.start(project.id)
+    save_job = repo.save_job
+
+    def save_then_cancel(j):
+        saved = save_job(j)
+        if j.state is JobState.DOWNLOADING:
+            service.cancel(project.id)  # another agent's cancel, just after this save
+        return saved
+
+    repo.save_job = save_then_cancel  # type: ignore[method-assign]
+    done = service.run(job.id)
+    assert done.state is JobState.CANCELLED
+    assert repo.get_project(project.id).status is ProjectStatus.TRAINING_CANCELLED
+    assert repo.list_models(project.id) == []
+
+
+# ---- watch: jobs claimed from the store get the config `start` would have given them --------
+def test_a_claimed_job_stores_the_resolved_config(service, repo):
+    project = service.create_project("p", DATASET_URL, {"epochs": 2, "pretrained": False})
+    job = service.claim_next_pending("watch@test")
+    assert job is not None and job.project_id == project.id
+    stored = repo.get_job(job.id)
+    assert stored.config == job.config
+    assert stored.config["epochs"] == 2 and stored.config["backbone"] == "resnet18"
+    assert stored.config["batch_size"] == 32  # the defaults are filled in, as `start` does
+    assert service.run(job.id).state is JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize("raw, named", [
+    ({"colour": "red"}, "colour: unknown key"),
+    ({"epochs": 0}, "epochs"),
+    ({"backbone": "no-such-backbone"}, "no-such-backbone"),  # the trainer's check
+])
+def test_a_claimed_project_with_a_bad_config_fails_by_name_and_the_next_is_claimed(
+        service, repo, notifier, raw, named):
+    # rows written straight into the store (a Supabase dashboard) are not validated on the way in
+    bad = repo.add_project(Project(name="bad", training_config=raw))
+    repo.add_dataset(Dataset(project_id=bad.id, gcs_url=DATASET_URL))
+    good = service.create_project("good", DATASET_URL, {"epochs": 1})
+
+    job = service.claim_next_pending("watch@test")
+
+    assert job is not None and job.project_id == good.id
+    [failed] = [j for j in repo.jobs.values() if j.project_id == bad.id]
+    assert failed.state is JobState.FAILED and named in failed.error
+    assert failed.error.startswith("InvalidConfig: invalid training config") or \
+        "unknown backbone" in failed.error
+    assert "validation error" not in failed.error  # pydantic's multi-line text
+    [err] = errors_of(repo, bad.id)
+    assert err.details["step"] == "queued" and named in err.message
+    assert repo.get_project(bad.id).status is ProjectStatus.TRAINING_FAILED
+    assert notifier.sent[-1].ok is False and notifier.sent[-1].project_id == bad.id
+    assert service.claim_next_pending("watch@test") is None
+
+
+def test_a_bad_stored_job_config_fails_naming_the_key(service, repo):
+    project = service.create_project("p", DATASET_URL)
+    job = service.start(project.id)
+    stored = repo.get_job(job.id)
+    stored.config = {**stored.config, "colour": "red"}
+    repo.save_job(stored)
+    done = service.run(job.id)
+    assert done.state is JobState.FAILED and "colour: unknown key" in done.error

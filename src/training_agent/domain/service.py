@@ -160,10 +160,9 @@ class TrainingService:
         self, job: TrainingJob, project: Project, work: Path,
         on_progress: Callable[[TrainingJob], None] | None,
     ) -> None:
-        config = TrainingConfig(**job.config)
+        config = resolve_config(job.config)  # stored resolved; a bad row still names its key
         dataset = self.repo.latest_dataset(project.id)
-        self._step(job, JobState.DOWNLOADING)
-        self.repo.set_project_status(project.id, ProjectStatus.TRAINING)
+        self._step(job, JobState.DOWNLOADING)  # the claim made the project `training`
         zip_path = work / "dataset.zip"
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
@@ -245,12 +244,30 @@ class TrainingService:
 
     # ---- for runners (HTTP, watch, MCP) ------------------------------------------------------
     def claim_next_pending(self, worker_id: str) -> TrainingJob | None:
-        """The watch trigger: atomically claim the oldest `pending_training` project."""
-        job = self.repo.claim_next_pending(worker_id)
-        if job is not None:
+        """The watch trigger: atomically claim the oldest `pending_training` project.
+
+        The claim copies the project's raw `training_config`; it is resolved and validated here,
+        as `start` does, and the resolved config is stored on the job. A project whose config
+        is invalid ends its job `failed` (the error names the key) and the next one is tried."""
+        while True:
+            job = self.repo.claim_next_pending(worker_id)
+            if job is None:
+                return None
             self._log(job.project_id, "info", "training job claimed", job_id=job.id,
                       worker_id=worker_id)
-        return job
+            try:
+                config = self._checked_config(job.config)
+            except InvalidInput as exc:
+                cause = f"{type(exc).__name__}: {exc}"
+                step = job.state.value
+                job.fail(cause)
+                if self.repo.save_job(job):
+                    self._after_failure(job, step, cause, type(exc).__name__)
+                continue
+            job.config = config.model_dump()
+            if self.repo.save_job(job):
+                return job
+            # cancelled between the claim and now: nothing to run; look for another project
 
     def heartbeat(self, job_id: str, worker_id: str | None = None) -> bool:
         """Mark an active job alive (and owned by `worker_id`); False once it is final."""

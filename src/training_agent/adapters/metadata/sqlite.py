@@ -177,10 +177,12 @@ class SqliteMetadataRepo(MetadataRepo):
 
     @staticmethod
     def _update_job(conn: sqlite3.Connection, job: TrainingJob) -> bool:
-        row = encode(job.model_dump(include={"id", "state", "progress", "error", "worker_id",
-                                             "heartbeat_at", "updated_at", "finished_at"}))
+        row = encode(job.model_dump(include={"id", "state", "config", "progress", "error",
+                                             "worker_id", "heartbeat_at", "updated_at",
+                                             "finished_at"}))
         cur = conn.execute(
-            "UPDATE training_jobs SET state = :state, progress = :progress, error = :error, "
+            "UPDATE training_jobs SET state = :state, config = :config, progress = :progress, "
+            "error = :error, "
             "worker_id = :worker_id, heartbeat_at = :heartbeat_at, updated_at = :updated_at, "
             f"finished_at = :finished_at WHERE id = :id AND {_ACTIVE}", row)
         return cur.rowcount == 1
