@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import stat
+import tempfile
+import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ from tests.fakes import ExplodingTrainer, FakeTrainer
 from training_agent.adapters.blobstore.memory import InMemoryBlobStore
 from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.adapters.notifiers.memory import InMemoryNotifier
+from training_agent.domain.archive import IntakeLimits
 from training_agent.domain.errors import (
     BlobNotFound,
     Conflict,
@@ -328,3 +334,58 @@ def test_a_bad_stored_job_config_fails_naming_the_key(service, repo):
     repo.save_job(stored)
     done = service.run(job.id)
     assert done.state is JobState.FAILED and "colour: unknown key" in done.error
+
+
+# ---- hostile archives through the whole service ----------------------------------------------
+def hostile_zip(base: Path, kind: str) -> tuple[bytes, str]:
+    """The valid dataset plus one hostile member; returns the zip's bytes and the member."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(buf, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        if kind == "dotdot":
+            member = "dataset/train/class_a/../../../../../evil.png"
+            out.writestr(member, b"evil")
+        elif kind == "absolute":
+            member = f"{tempfile.gettempdir()}/training-agent-evil-{uuid.uuid4().hex}.png"
+            out.writestr(member, b"evil")
+        elif kind == "symlink":
+            member = "dataset/train/class_a/link.png"
+            info = zipfile.ZipInfo(member)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            out.writestr(info, "/etc/passwd")
+        else:  # 8 MiB of zeros: a few KiB compressed, over the 1 MiB limit given to the service
+            member = "dataset/train/class_a/bomb.png"
+            out.writestr(member, b"\0" * (8 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue(), member
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("dotdot", "escapes"), ("absolute", "absolute"), ("symlink", "symbolic link"),
+    ("bomb", "limit of 1048576"),
+])
+def test_a_hostile_archive_fails_the_job_at_preparing_naming_the_member(
+        repo, notifier, tmp_path, dataset_zip, kind, words):
+    data, member = hostile_zip(dataset_zip, kind)
+    assert len(data) < dataset_zip.stat().st_size + 100_000
+    blobs = InMemoryBlobStore()
+    blobs.put(DATASET_URL, data)
+    service = TrainingService(repo=repo, blobs=blobs, trainer=FakeTrainer(), notifier=notifier,
+                              model_store_url=STORE, work_root=tmp_path / "home",
+                              limits=IntakeLimits(max_total_bytes=1 << 20))
+    project = service.create_project("p", DATASET_URL, {"epochs": 1})
+    job = service.start(project.id)
+    before = files_under(tmp_path)
+
+    service.run(job.id)
+
+    assert_failed_at(service, repo, notifier, project.id, job.id, "preparing", words)
+    [err] = errors_of(repo, project.id)
+    assert repr(member) in err.message and repr(member) in repo.get_job(job.id).error
+    assert files_under(tmp_path) == before, "something was written outside the work folder"
+    if kind == "absolute":
+        assert not Path(member).exists()

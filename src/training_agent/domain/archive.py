@@ -77,12 +77,12 @@ def extract_dataset(
             if info.is_dir() or not parts or _is_junk(parts):
                 continue
             declared += info.file_size
+            if declared > limits.max_total_bytes:
+                raise DatasetInvalid(
+                    f"archive member {info.filename!r} takes the dataset to {declared} bytes "
+                    f"uncompressed, more than the limit of {limits.max_total_bytes}; refused"
+                )
             members.append((info, parts))
-        if declared > limits.max_total_bytes:
-            raise DatasetInvalid(
-                f"archive expands to {declared} bytes, more than the limit of "
-                f"{limits.max_total_bytes}"
-            )
         strip = _find_root([p for _, p in members])
         dest.mkdir(parents=True, exist_ok=True)
         found: dict[str, dict[str, list[Path]]] = {s: defaultdict(list) for s in SPLITS}
