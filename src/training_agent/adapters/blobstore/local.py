@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -45,8 +46,13 @@ class LocalBlobStore(BlobStore):
             # write beside the target then rename: a reader never sees half a file
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
             os.close(fd)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
+            try:
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a failed copy leaves no half file beside the target
+                raise
         except PermissionError as exc:
             raise StoragePermissionDenied(f"permission denied writing {url}") from exc
         except OSError as exc:

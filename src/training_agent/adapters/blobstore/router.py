@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from training_agent.domain.errors import StorageError
 from training_agent.domain.ports import BlobStore
+from training_agent.domain.views import redact_url
 
 
 def scheme_of(url: str) -> str:
@@ -28,7 +29,8 @@ class BlobStoreRouter(BlobStore):
         scheme = scheme_of(url)
         if scheme not in self._factories:
             known = ", ".join(f"{s}://" for s in sorted(self._factories))
-            raise StorageError(f"unsupported storage URL {url.split('?')[0]!r}; use one of {known}")
+            # the message reaches job.error and agent_logs: no user-info, no signed query
+            raise StorageError(f"unsupported storage URL {redact_url(url)!r}; use one of {known}")
         if scheme not in self._built:
             self._built[scheme] = self._factories[scheme]()
         return self._built[scheme]
