@@ -9,6 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from dependency_injector import providers
+
+from training_agent.adapters.blobstore.gcs import GcsBlobStore
+from training_agent.adapters.blobstore.local import LocalBlobStore
+from training_agent.adapters.blobstore.s3 import S3BlobStore
+from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
+from training_agent.adapters.metadata.supabase import SupabaseMetadataRepo
+from training_agent.entrypoints import container as container_module
+from training_agent.entrypoints.container import build_container
+from training_agent.entrypoints.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +51,68 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                  "MODEL_STORE_URL", "NOTIFY_WEBHOOK_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TRAINING_AGENT_HOME", str(tmp_path / "home"))
+
+
+# ---- DESIGN.md's precedence, and the adapters the container's selectors pick ----------------
+PG = "postgresql://agent:pw@db.invalid:5432/agent"
+SB = {"SUPABASE_URL": "https://ref.supabase.co", "SUPABASE_KEY": "service-role"}
+
+
+@pytest.mark.parametrize("env, backend", [
+    ({"DATABASE_URL": PG, **SB}, "postgres"),  # DATABASE_URL wins over Supabase
+    (SB, "supabase"),
+    ({"SUPABASE_URL": SB["SUPABASE_URL"]}, "sqlite"),  # Supabase needs both
+    ({"SUPABASE_KEY": SB["SUPABASE_KEY"]}, "sqlite"),
+    ({}, "sqlite"),
+], ids=["postgres-over-supabase", "supabase", "url-only", "key-only", "nothing"])
+def test_metadata_store_precedence(monkeypatch, tmp_path, env, backend):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.metadata_backend == backend
+    container = build_container(settings)
+    selector = container.metadata_repo
+    assert set(selector.providers) == {"postgres", "supabase", "sqlite", "memory"}
+    factories = {"postgres": container_module._postgres_repo,
+                 "supabase": container_module._supabase_repo, "sqlite": SqliteMetadataRepo}
+    assert selector.providers[backend].provides is factories[backend]
+    for name, provider in selector.providers.items():  # nothing is connected to
+        provider.override(providers.Object(f"<{name} store>"))
+    assert container.metadata_repo() == f"<{backend} store>"
+    selector.providers[backend].reset_last_overriding()
+    if backend == "postgres":
+        assert selector.providers["postgres"].kwargs["dsn"]() == PG
+    else:  # these two open nothing remote when built: build the real adapter
+        built = container.metadata_repo()
+        expected = SupabaseMetadataRepo if backend == "supabase" else SqliteMetadataRepo
+        assert isinstance(built, expected)
+        if backend == "sqlite":
+            assert Path(settings.sqlite_path) == tmp_path / "home" / "training-agent.sqlite3"
+
+
+@pytest.mark.parametrize("env, store, adapter", [
+    ({"MODEL_STORE_URL": "s3://models/team/", "GCP_BUCKET_NAME": "seed-bucket"},
+     "s3://models/team", S3BlobStore),  # MODEL_STORE_URL wins over the bucket
+    ({"MODEL_STORE_URL": "gs://models/team", "GCP_BUCKET_NAME": "seed-bucket"},
+     "gs://models/team", GcsBlobStore),
+    ({"GCP_BUCKET_NAME": "seed-bucket"}, "gs://seed-bucket", GcsBlobStore),
+    ({}, "LOCAL", LocalBlobStore),
+], ids=["model-store-url-s3", "model-store-url-gs", "gcp-bucket", "nothing"])
+def test_model_store_precedence(monkeypatch, tmp_path, env, store, adapter):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    if store == "LOCAL":
+        store = (tmp_path / "home" / "store").as_uri()
+    settings = Settings()
+    assert settings.model_store == store
+    container = build_container(settings)
+    container.metadata_repo.override(providers.Object(InMemoryMetadataRepo()))
+    service = container.training_service()
+    assert service.model_store_url == store
+    assert isinstance(service.blobs.store_for(f"{store}/models/p/j/model.pth"), adapter)
+    # a dataset URL is read by the store its scheme names, whatever the model store is
+    assert isinstance(service.blobs.store_for("https://storage.googleapis.com/b/k.zip"),
+                      GcsBlobStore)
+    assert isinstance(service.blobs.store_for("s3://b/k.zip"), S3BlobStore)
+    assert isinstance(service.blobs.store_for("file:///data/k.zip"), LocalBlobStore)
