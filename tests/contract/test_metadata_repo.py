@@ -64,6 +64,18 @@ def test_latest_dataset_is_the_newest_row(repo):
     assert repo.latest_dataset(p.id) == new
 
 
+def test_set_dataset_classes_records_what_intake_found(repo):
+    p = project(repo)
+    dataset = repo.add_dataset(Dataset(project_id=p.id, gcs_url="gs://b/d.zip"))
+    assert repo.latest_dataset(p.id).num_classes is None
+    repo.set_dataset_classes(dataset.id, 5)
+    assert repo.latest_dataset(p.id) == dataset.model_copy(update={"num_classes": 5})
+    with pytest.raises(DatasetNotFound):
+        repo.set_dataset_classes(Dataset(project_id=p.id, gcs_url="x").id, 2)
+    with pytest.raises(DatasetNotFound):
+        repo.set_dataset_classes("not-a-uuid", 2)
+
+
 def test_claim_job_inserts_the_job_and_marks_the_project_training(repo):
     p = project(repo, status=ProjectStatus.TRAINING_FAILED)
     job = TrainingJob(project_id=p.id, config={"epochs": 2})

@@ -94,6 +94,7 @@ def test_success_follows_the_seed_workflow(service, repo, blobs, notifier, tmp_p
     assert status.job.model_url == prefix + "model.pth"
     assert status.job.progress.epoch == 3 and status.job.progress.val_accuracy == 0.75
     assert status.recent_logs[0].message == "training complete; status pending_evaluation"
+    assert repo.latest_dataset(project.id).num_classes == 3  # what intake found
 
 
 def test_training_request_gets_splits_and_resolved_config(repo, blobs, notifier, tmp_path):

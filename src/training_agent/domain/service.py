@@ -177,6 +177,7 @@ class TrainingService:
         found = archive.extract_dataset(zip_path, data_dir, self.limits)
         zip_path.unlink()
         splits = archive.build_splits(data_dir, found, config.val_fraction, config.seed)
+        self._safely(self.repo.set_dataset_classes, dataset.id, len(splits.class_names))
         self._log(project.id, "info", "dataset prepared", job_id=job.id,
                   classes=splits.class_names, counts=splits.counts(),
                   val_held_out=splits.val_held_out)

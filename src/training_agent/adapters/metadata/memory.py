@@ -62,6 +62,14 @@ class InMemoryMetadataRepo(MetadataRepo):
             raise DatasetNotFound(project_id)
         return max(rows, key=lambda d: d.created_at).model_copy(deep=True)
 
+    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
+        with self._lock:
+            for dataset in self.datasets:
+                if dataset.id == dataset_id:
+                    dataset.num_classes = num_classes
+                    return
+        raise DatasetNotFound(dataset_id)
+
     def _active(self, project_id: str) -> TrainingJob | None:
         return next((j for j in self.jobs.values() if j.project_id == project_id and j.active),
                     None)

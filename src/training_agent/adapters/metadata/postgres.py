@@ -148,6 +148,15 @@ class PostgresMetadataRepo(MetadataRepo):
         self._insert("datasets", dataset.model_dump())
         return dataset
 
+    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
+        if is_uuid(dataset_id):
+            with self._tx() as conn:
+                cur = conn.execute("UPDATE datasets SET num_classes = %s WHERE id = %s",
+                                   (num_classes, dataset_id))
+                if cur.rowcount == 1:
+                    return
+        raise DatasetNotFound(dataset_id)
+
     def latest_dataset(self, project_id: str) -> Dataset:
         row = self._one("SELECT * FROM datasets WHERE project_id = %s "
                         "ORDER BY created_at DESC, id DESC LIMIT 1", project_id) if is_uuid(

@@ -122,6 +122,13 @@ class SqliteMetadataRepo(MetadataRepo):
             self._insert(conn, "datasets", dataset.model_dump())
         return dataset
 
+    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE datasets SET num_classes = ? WHERE id = ?",
+                               (num_classes, dataset_id))
+            if cur.rowcount == 0:
+                raise DatasetNotFound(dataset_id)
+
     def latest_dataset(self, project_id: str) -> Dataset:
         row = self._one("SELECT * FROM datasets WHERE project_id = ? "
                         "ORDER BY created_at DESC, rowid DESC LIMIT 1", project_id)

@@ -162,6 +162,12 @@ class SupabaseMetadataRepo(MetadataRepo):
         self._insert("datasets", dataset.model_dump(mode="json"))
         return dataset
 
+    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
+        rows = self._run("update", "datasets", lambda: self._client.table("datasets").update(
+            {"num_classes": num_classes}).eq("id", dataset_id)) if is_uuid(dataset_id) else []
+        if not rows:
+            raise DatasetNotFound(dataset_id)
+
     def latest_dataset(self, project_id: str) -> Dataset:
         rows = self._select("datasets", desc=True, limit=1, project_id=project_id) if is_uuid(
             project_id) else []
