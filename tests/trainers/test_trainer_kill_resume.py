@@ -80,7 +80,7 @@ def test_a_killed_job_resumes_from_epoch_3_with_the_same_weights(tmp_path, monke
             assert seen in (None, 1), f"missed the window: checkpoint already at epoch {seen}"
             assert time.monotonic() < deadline, "epoch 2's checkpoint never appeared"
             time.sleep(0.05)
-        time.sleep(0.5)  # epoch 3 is under way: its first step has run
+        time.sleep(0.5)  # let epoch 3 get under way (its steps stall from step 2 on)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
