@@ -2,9 +2,10 @@
 
 Starts `training-agent serve` on a free loopback port with a throwaway TRAINING_AGENT_HOME,
 times a bounded number of GET /agents/training/status/{id} calls idle, then again while a
-worker process trains, and prints both side by side. A script, not a test:
+worker process trains, and prints both side by side as a Markdown table, also written to
+bench/results/status_latency.md (`--out`). A script, not a test:
 
-    .venv/bin/python bench/status_latency.py [--requests 300] [--image-size 64]
+    .venv/bin/python bench/status_latency.py [--requests 300] [--image-size 64] [--out PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 from training_agent.testing.datasets import make_dataset_zip
 
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
+RESULTS = Path(__file__).parent / "results" / "status_latency.md"
 
 
 def free_port() -> int:
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="status calls per phase")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--per-class", type=int, default=150, help="training images per class")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where the Markdown goes")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
@@ -102,12 +105,22 @@ def main() -> None:
             serve.send_signal(signal.SIGTERM)
             serve.wait(30)
 
-    print(f"status endpoint latency over {args.requests} sequential requests on loopback "
-          f"({os.cpu_count()} cores; training at {speed or 0:.0f} images/s)")
-    print(f"{'':>10} {'no job':>10} {'training':>10}")
-    for label, q in (("p50 ms", 0.50), ("p99 ms", 0.99)):
-        print(f"{label:>10} {percentile(idle, q):>10.2f} {percentile(busy, q):>10.2f}")
-    print(f"{'mean ms':>10} {statistics.fmean(idle):>10.2f} {statistics.fmean(busy):>10.2f}")
+    rows = [(f"p{round(q * 100)}", percentile(idle, q), percentile(busy, q))
+            for q in (0.50, 0.90, 0.99)]
+    rows += [("mean", statistics.fmean(idle), statistics.fmean(busy)),
+             ("max", max(idle), max(busy))]
+    text = "\n".join([
+        "# Status endpoint latency", "",
+        f"`python bench/status_latency.py --requests {args.requests}`: "
+        f"GET /agents/training/status/{{id}} on loopback, {args.requests} sequential requests "
+        f"per column, {os.cpu_count()} cores, `training-agent serve` on the embedded default "
+        f"(SQLite). \"training\": while a worker process trains ResNet-18 on "
+        f"{args.image_size} px images with every core (at {speed or 0:.0f} images/s).", "",
+        "| latency (ms) | no job | training |", "|---|---:|---:|",
+        *[f"| {label} | {a:.2f} | {b:.2f} |" for label, a, b in rows], ""])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

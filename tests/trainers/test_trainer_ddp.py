@@ -10,13 +10,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
+from tests.fakes import FakeTrainer
 from training_agent.adapters.blobstore.local import LocalBlobStore
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.memory import InMemoryNotifier
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
+from training_agent.domain.errors import TrainingError
+from training_agent.domain.ports import Notification
 from training_agent.domain.service import TrainingService
+from training_agent.entrypoints import distributed
+from training_agent.entrypoints.worker.process import NOTIFY_FLUSH_SECONDS
 from training_agent.testing.datasets import make_dataset_zip
 
 FACTORY = '''
@@ -38,6 +44,13 @@ HOME = Path(os.environ["DDP_TEST_HOME"])
 _finish = loop.TrainingRun._finish
 
 
+class FlushRecorder(InMemoryNotifier):
+    """Records (in a file, for the test) that rank 0 flushed its notifier before exiting."""
+
+    def flush(self, timeout):
+        (HOME / "flushed.txt").write_text(f"{timeout} {len(self.sent)}")
+
+
 def _probe(self):
     result = _finish(self)
     torch.save(self.model.state_dict(), HOME / f"rank{self.dist.rank}.pt")
@@ -50,7 +63,7 @@ loop.TrainingRun._finish = _probe
 def build_service():
     return TrainingService(
         repo=SqliteMetadataRepo(HOME / "meta.db"), blobs=LocalBlobStore(),
-        trainer=PyTorchTrainer(threads=1), notifier=InMemoryNotifier(),
+        trainer=PyTorchTrainer(threads=1), notifier=FlushRecorder(),
         model_store_url=(HOME / "store").as_uri(), work_root=HOME / "work")
 '''
 
@@ -60,6 +73,47 @@ def service(home: Path) -> TrainingService:
         repo=SqliteMetadataRepo(home / "meta.db"), blobs=LocalBlobStore(),
         trainer=PyTorchTrainer(), notifier=InMemoryNotifier(),
         model_store_url=(home / "store").as_uri(), work_root=home / "work")
+
+
+class RecordingNotifier(InMemoryNotifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes: list[tuple[float, int]] = []
+
+    def flush(self, timeout: float) -> None:
+        self.flushes.append((timeout, len(self.sent)))
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_rank_0_beats_while_it_runs_and_flushes_the_notifier(tmp_path, monkeypatch, fails):
+    """Rank 0's part, without a process group: the job is beaten under rank 0's name from
+    before it starts, and the notifier is flushed after the last notification, success or not."""
+    from training_agent.adapters.blobstore.memory import InMemoryBlobStore
+    from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+
+    notifier = RecordingNotifier()
+    trainer = FakeTrainer(fail_with=TrainingError("boom") if fails else None)
+    svc = TrainingService(repo=InMemoryMetadataRepo(), blobs=InMemoryBlobStore(),
+                          trainer=trainer, notifier=notifier, model_store_url="mem://models",
+                          work_root=tmp_path)
+    url = svc.blobs.put("mem://d.zip", make_dataset_zip(tmp_path / "d.zip").read_bytes())
+    project = svc.create_project("shapes", url, {"epochs": 2})
+    job_id = svc.start(project.id).id
+    beats: list[tuple[str, str | None, str]] = []
+    real_heartbeat = svc.heartbeat
+
+    def heartbeat(jid: str, owner: str | None = None) -> bool:
+        beats.append((jid, owner, svc.repo.get_job(jid).state.value))
+        return real_heartbeat(jid, owner)
+
+    monkeypatch.setattr(svc, "heartbeat", heartbeat)
+    sent: list[Notification] = notifier.sent
+    job = distributed.run_primary(svc, job_id)
+    assert job.state.value == ("failed" if fails else "succeeded")
+    assert beats and beats[0][0] == job_id and beats[0][2] == "queued"
+    assert beats[0][1].startswith("torchrun@") and beats[0][1].endswith(f"/pid:{os.getpid()}")
+    assert svc.repo.get_job(job_id).worker_id == beats[0][1]
+    assert notifier.flushes == [(NOTIFY_FLUSH_SECONDS, 1)] and sent[0].ok is not fails
 
 
 def test_two_gloo_ranks_train_one_model(tmp_path):
@@ -82,6 +136,10 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     svc = service(home)
     job = svc.repo.latest_job(project.id)
     assert job is not None and job.state.value == "succeeded"
+    # rank 0 beat for the job under its own name, and flushed its notifier after the success
+    assert job.worker_id and job.worker_id.startswith("torchrun@") and "/rank0/pid:" in job.worker_id
+    assert job.heartbeat_at is not None and job.heartbeat_at >= job.created_at
+    assert (home / "flushed.txt").read_text() == f"{NOTIFY_FLUSH_SECONDS} 1"
     assert svc.repo.get_project(project.id).status.value == "pending_evaluation"
     models = svc.repo.list_models(project.id)
     assert len(models) == 1

@@ -1,28 +1,214 @@
-"""Every config knob changes what it says: optimizers, augment presets, precision, early
-stopping, the time budget, and the streamed (over-budget) pipeline."""
+"""Every knob of DESIGN.md's config list does what it says, shown by what the run really used
+(its optimizer, loss, transform, decoded cache, forward dtype) and by what the manifest and
+history record: trainer, backbone, pretrained, epochs, batch_size, lr, optimizer, weight_decay,
+label_smoothing, augment, image_size (int, auto from the data, auto from pretrained weights),
+early_stopping_patience, seed, precision, device, max_minutes, plus val_fraction,
+warmup_epochs and compile; and the streamed (over-budget) pipeline."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import pytest
 import torch
 
+from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.augment import PRESETS, BatchTransform
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
+from training_agent.domain.errors import TrainingError
 
 from .conftest import Recorder, make_request
 
 
-@pytest.mark.parametrize("knobs", [
-    {"optimizer": "sgd", "augment": "none"},
-    {"optimizer": "adam", "augment": "light", "weight_decay": 0.0, "label_smoothing": 0.0},
-    {"augment": "strong", "precision": "bf16", "warmup_epochs": 0},
-    {"trainer": "timm", "backbone": "resnet10t", "batch_size": 5},
-], ids=["sgd", "adam-light", "strong-bf16", "timm"])
-def test_knobs_train(tmp_path, tiny_splits, knobs):
-    result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1, **knobs),
-                                    Recorder())
-    assert result.epochs_run == 1 and 0.0 <= result.accuracy <= 1.0
+class Probe:
+    """Keeps each TrainingRun once its model, optimizer, loss and transform exist, and the
+    dtype and autocast state of the first convolution's output at every forward pass."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.runs: list[loop.TrainingRun] = []
+        self.forward: set[tuple[torch.dtype, bool]] = set()
+        original = loop.TrainingRun._prepare_model
+
+        def prepare(run: loop.TrainingRun, model: torch.nn.Module) -> None:
+            original(run, model)
+            first = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+            first.register_forward_hook(lambda m, i, out: self.forward.add(
+                (out.dtype, torch.is_autocast_enabled("cpu"))))
+            self.runs.append(run)
+
+        monkeypatch.setattr(loop.TrainingRun, "_prepare_model", prepare)
+
+    @property
+    def run(self) -> loop.TrainingRun:
+        [run] = self.runs
+        return run
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
+    return Probe(monkeypatch)
+
+
+def manifest_of(result) -> dict:
+    return json.loads(result.artifacts["manifest.json"].read_text())
+
+
+def test_sgd_lr_decay_smoothing_no_augment_fixed_size_batch_warmup(tmp_path, tiny_splits, probe):
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=3, optimizer="sgd", lr=0.05, weight_decay=0.01,
+        label_smoothing=0.2, augment="none", image_size=40, batch_size=5, warmup_epochs=2,
+        early_stopping_patience=None), Recorder())
+    run, m = probe.run, manifest_of(result)
+    opt = run.optimizer
+    assert type(opt) is torch.optim.SGD
+    assert [g["initial_lr"] for g in opt.param_groups] == [0.05, 0.05]
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]  # no decay on norms/biases
+    assert all(g["momentum"] == 0.9 and g["nesterov"] for g in opt.param_groups)
+    assert run.criterion.label_smoothing == 0.2
+    assert run.transform.preset == "none"
+    assert m["config"]["lr"] == 0.05 and m["config"]["optimizer"] == "sgd"
+    # image_size 40: the decoded cache, the manifest and the model input all use it
+    assert run.data["train"].images.shape[-2:] == (40, 40)
+    assert m["input"]["image_size"] == m["config"]["image_size"] == 40
+    # batch_size 5 on 36 training images: 8 steps an epoch
+    assert m["runtime"]["batch_per_rank"] == 5 and m["runtime"]["steps_per_epoch"] == 8
+    # warmup over 2 of 3 epochs: the learning rate rises through epoch 2, then falls
+    lrs = [h["lr"] for h in result.metrics["history"]]
+    assert lrs[0] < lrs[1] <= 0.05 and lrs[2] < lrs[1]
+    assert lrs[0] == pytest.approx(0.05 * (0.01 + 0.99 * 8 / 16))
+
+
+def test_adam_no_decay_no_smoothing_strong_augment_no_warmup(tmp_path, tiny_splits, probe):
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=2, optimizer="adam", lr=0.002, weight_decay=0.0,
+        label_smoothing=0.0, augment="strong", warmup_epochs=0), Recorder())
+    run = probe.run
+    assert type(run.optimizer) is torch.optim.Adam
+    assert [g["initial_lr"] for g in run.optimizer.param_groups] == [0.002, 0.002]
+    assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.0, 0.0]
+    assert run.criterion.label_smoothing == 0.0
+    assert run.transform.preset == "strong"
+    lrs = [h["lr"] for h in result.metrics["history"]]
+    assert lrs[0] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # cosine at once
+    assert lrs[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny_splits, probe):
+    """AdamW with the recipe's from-scratch lr; image_size auto without pretrained weights is
+    taken from the data (these images are 32 px); precision auto on CPU is fp32."""
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=1, augment="light", image_size="auto",
+        device="cpu"), Recorder())
+    run, m = probe.run, manifest_of(result)
+    assert type(run.optimizer) is torch.optim.AdamW
+    assert [g["initial_lr"] for g in run.optimizer.param_groups] == [1e-3, 1e-3]
+    assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.05, 0.0]
+    assert run.criterion.label_smoothing == 0.1 and run.transform.preset == "light"
+    assert m["config"]["image_size"] == m["input"]["image_size"] == 32
+    assert m["config"]["precision"] == m["runtime"]["precision"] == "fp32"
+    assert m["runtime"]["device"] == "cpu"
+    assert probe.forward == {(torch.float32, False)}
+
+
+def test_image_size_auto_with_pretrained_weights_is_the_backbones_size(tmp_path, tiny_splits,
+                                                                       monkeypatch):
+    """Weights made 'available' at the provider boundary (a 1000-class state dict standing in
+    for the published file): auto is the backbone's pretrained input size, 224 for
+    mobilenet_v3_small, not the 32 px of the data; the weights are really loaded; the
+    fine-tuning lr is the recipe's pretrained default."""
+    import torchvision
+
+    from training_agent.adapters.trainers.torchvision_provider import TorchvisionProvider
+
+    torch.manual_seed(11)
+    published = torchvision.models.mobilenet_v3_small(num_classes=1000).state_dict()
+    monkeypatch.setattr(TorchvisionProvider, "_pretrained_state",
+                        staticmethod(lambda backbone, weights: published))
+    loaded: dict[str, torch.Tensor] = {}
+    real_prepare = loop.TrainingRun._prepare_model
+
+    def keep_initial(run: loop.TrainingRun, model: torch.nn.Module) -> None:
+        loaded.update({k: v.clone() for k, v in model.state_dict().items()})
+        real_prepare(run, model)
+
+    monkeypatch.setattr(loop.TrainingRun, "_prepare_model", keep_initial)
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=1, backbone="mobilenet_v3_small", pretrained=True,
+        image_size="auto", batch_size=18), Recorder())
+    m = manifest_of(result)
+    assert m["input"]["image_size"] == m["config"]["image_size"] == 224
+    assert m["pretrained"] is True and m["config"]["lr"] == 5e-4
+    assert torch.equal(loaded["features.0.0.weight"], published["features.0.0.weight"])
+    assert loaded["classifier.3.weight"].shape == (3, 1024)
+
+
+def test_bf16_on_cpu_runs_under_cpu_autocast(tmp_path, tiny_splits, probe):
+    result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1,
+                                                 precision="bf16"), Recorder())
+    m = manifest_of(result)
+    assert m["config"]["precision"] == m["runtime"]["precision"] == "bf16"
+    assert probe.forward == {(torch.bfloat16, True)}  # training and evaluation alike
     assert result.metrics["history"][0]["train_loss"] > 0
+
+
+def test_timm_backbone_and_an_odd_batch_size(tmp_path, tiny_splits):
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=1, trainer="timm", backbone="resnet10t", batch_size=7),
+        Recorder())
+    m = manifest_of(result)
+    assert m["trainer"] == "timm" and m["backbone"] == "resnet10t"
+    assert m["runtime"]["batch_per_rank"] == 7 and m["runtime"]["steps_per_epoch"] == 6
+
+
+def test_compile_wires_torch_compile(tmp_path, tiny_splits, probe, monkeypatch):
+    """`compile: true` hands the model to torch.compile and trains through what it returns
+    (a recording identity here: a real compile takes minutes on this CPU)."""
+    compiled: list[torch.nn.Module] = []
+
+    def record(model, *args, **kwargs):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
+                                    Recorder())
+    assert compiled == [probe.run.model] and probe.run.runner is probe.run.model
+    assert manifest_of(result)["runtime"]["compile"] is True
+    monkeypatch.undo()
+    compiled.clear()
+    PyTorchTrainer().train(make_request(tmp_path / "b", tiny_splits, epochs=1), Recorder())
+    assert compiled == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path, tiny_splits):
+    with pytest.raises(TrainingError, match="device 'cuda' asked for, but no CUDA GPU"):
+        PyTorchTrainer().train(make_request(tmp_path, tiny_splits, device="cuda"), Recorder())
+
+
+def test_val_fraction_sets_the_held_out_share(tmp_path):
+    """No val/ in the archive: val_fraction of each class's training images is held out."""
+    from tests.fakes import FakeTrainer
+    from training_agent.adapters.blobstore.memory import InMemoryBlobStore
+    from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
+    from training_agent.adapters.notifiers.memory import InMemoryNotifier
+    from training_agent.domain.service import TrainingService
+    from training_agent.testing.datasets import make_dataset_zip
+
+    trainer = FakeTrainer()
+    svc = TrainingService(repo=InMemoryMetadataRepo(), blobs=InMemoryBlobStore(),
+                          trainer=trainer, notifier=InMemoryNotifier(),
+                          model_store_url="mem://models", work_root=tmp_path)
+    url = svc.blobs.put("mem://d.zip", make_dataset_zip(
+        tmp_path / "d.zip", per_class={"train": 20}).read_bytes())
+    project = svc.create_project("shapes", url, {"epochs": 1})
+    for fraction, held in ((0.25, 5), (0.5, 10)):
+        job = svc.run(svc.start(project.id, {"val_fraction": fraction}, force=True).id)
+        assert job.state.value == "succeeded", job.error
+        splits = trainer.requests[-1].splits
+        assert splits.val_held_out
+        assert (len(splits.val), len(splits.train)) == (3 * held, 3 * (20 - held))
 
 
 def test_early_stopping_when_validation_stops_improving(tmp_path, tiny_splits):
@@ -34,10 +220,15 @@ def test_early_stopping_when_validation_stops_improving(tmp_path, tiny_splits):
     assert any("early stopping" in m for m in sink.messages)
 
 
-def test_time_budget_stops_training(tmp_path, tiny_splits):
+def test_time_budget_stops_training_and_says_so(tmp_path, tiny_splits):
+    sink = Recorder()
     result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=5,
-                                                 max_minutes=0.0001), Recorder())
+                                                 max_minutes=0.0001), sink)
     assert result.epochs_run == 1 and result.metrics["stopped_by"] == "max_minutes"
+    assert "stopped after epoch 1/5: max minutes" in sink.messages
+    assert manifest_of(result)["config"]["max_minutes"] == 0.0001
+    # the budget ran out inside epoch 1: it stopped before its 3 steps were done
+    assert [e.step for e in sink.events if e.step] == [1]
 
 
 def test_streamed_pipeline_matches_the_cache(tmp_path, tiny_splits):
@@ -56,6 +247,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_splits):
     runs = [PyTorchTrainer().train(make_request(tmp_path / str(i), tiny_splits, epochs=1,
                                                 seed=seed), Recorder())
             for i, seed in enumerate((3, 3, 4))]
+    assert [manifest_of(r)["config"]["seed"] for r in runs] == [3, 3, 4]
     w = [torch.load(r.artifacts["model.pth"], weights_only=True)["fc.weight"] for r in runs]
     assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
 

@@ -97,3 +97,48 @@ def test_a_cancelled_job_resumes_in_the_next_job_and_says_so(tmp_path):
     [model] = service.repo.list_models(project.id)
     assert model.metadata["epochs"] == 4
     assert not (tmp_path / "home" / "checkpoints" / project.id / "last.pt").exists()
+
+
+@pytest.mark.parametrize("damage", ["torn", "not-a-checkpoint", "other-model"])
+def test_an_unusable_checkpoint_is_ignored_and_said(tmp_path, tiny_splits, damage):
+    """A torn `last.pt` (cut mid-write), a file that is not a complete checkpoint, or one whose
+    tensors do not fit the model: the job says so in its messages, starts fresh, succeeds."""
+    ckpt = tmp_path / "checkpoints"
+    with pytest.raises(JobCancelled):
+        PyTorchTrainer().train(make_request(tmp_path / "a", tiny_splits, ckpt, **RUN),
+                               Recorder(cancel_after_epoch=2))
+    path = ckpt / "last.pt"
+    if damage == "torn":
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "not-a-checkpoint":
+        torch.save({"epoch": 2}, path)
+    else:
+        state = torch.load(path, weights_only=True)
+        state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("fc.")}
+        torch.save(state, path)
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(tmp_path / "b", tiny_splits, ckpt, **RUN), sink)
+    assert any(m.startswith("ignored an unusable checkpoint (last.pt") for m in sink.messages)
+    assert not any("resuming" in m for m in sink.messages)
+    assert [e.epoch for e in sink.epochs] == [1, 2, 3, 4]
+    assert result.epochs_run == 4
+
+
+def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """The bytes go to a temporary file that is renamed over `last.pt` only once complete."""
+    from training_agent.adapters.trainers import checkpoints
+
+    checkpoints.save(tmp_path, {"epoch": 1})
+    real_save = torch.save
+
+    def dies_midway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # stands for the process dying mid-write
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.save(tmp_path, {"epoch": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(tmp_path / "last.pt", weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -143,10 +143,25 @@ def run_rank(service: TrainingService, project_id: str, overrides: dict[str, Any
             raise box[0]
         job_id = str(box[0])
         if rank == 0:
-            return service.run(job_id, on_progress)
+            return run_primary(service, job_id, on_progress)
         return follower(service, rank).run(job_id)
     finally:
         dist.destroy_process_group()
+
+
+def run_primary(service: TrainingService, job_id: str,
+                on_progress: Callable[[TrainingJob], None] | None = None) -> TrainingJob:
+    """Rank 0 runs the job as `training-agent train` does: beating from a thread the whole
+    time (a slow epoch or upload still looks alive to the agents that fail stale jobs), and
+    waiting for notifications still in flight before the process exits."""
+    from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat
+    from .worker.runner import agent_id
+
+    try:
+        with heartbeat(service, job_id, f"{agent_id('torchrun')}/rank0/pid:{os.getpid()}"):
+            return service.run(job_id, on_progress)
+    finally:
+        service.notifier.flush(NOTIFY_FLUSH_SECONDS)
 
 
 def container_service() -> TrainingService:

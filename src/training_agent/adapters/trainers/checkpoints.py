@@ -24,12 +24,28 @@ def fingerprint(config: dict[str, Any], dataset_sha256: str, class_names: list[s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+REQUIRED = ("fingerprint", "epoch", "model", "optimizer", "schedule", "scaler", "rng_cpu",
+            "history", "best")
+
+
+class Unreadable(Exception):
+    """The checkpoint file exists but cannot be used (torn, truncated, or not ours)."""
+
+
 def save(folder: Path, payload: dict[str, Any]) -> Path:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """Write atomically: the bytes go to a temporary file in the same folder, are flushed to
+    disk, and only then renamed over `last.pt`; a process killed mid-write (or a crash of the
+    machine) leaves the previous checkpoint intact and at most a stray temporary file."""
     folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder / NAME, folder / (NAME + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    path, tmp = folder / NAME, folder / f"{NAME}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -77,13 +93,19 @@ class BackgroundWriter:
 
 
 def load(folder: Path) -> dict[str, Any] | None:
+    """The last checkpoint, None when there is none; raises Unreadable (with the reason) when
+    the file cannot be used, so the caller can say so and start fresh instead of failing."""
     path = folder / NAME
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a corrupt checkpoint is no reason to fail: start fresh
-        return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise Unreadable(f"{path.name}: {type(exc).__name__}: {exc}"[:300]) from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise Unreadable(f"{path.name} is not a complete checkpoint (has {have})")
+    return state
 
 
 def clear(folder: Path) -> None:

@@ -182,11 +182,20 @@ class TrainingRun:
     # ---- checkpoints ------------------------------------------------------------------------
     def _resume(self) -> None:
         folder = self.req.checkpoint_dir
-        state = checkpoints.load(folder) if self.dist.primary else None
-        if state is not None and state.get("fingerprint") != self.fingerprint:
-            self._say("found a checkpoint of another config or dataset; starting fresh")
-            checkpoints.clear(folder)
-            state = None
+        state = None
+        if self.dist.primary:
+            try:
+                state = checkpoints.load(folder)
+                if state is not None and state["fingerprint"] != self.fingerprint:
+                    self._say("found a checkpoint of another config or dataset; starting fresh")
+                    checkpoints.clear(folder)
+                    state = None
+                elif state is not None:
+                    self._check_fits(state)
+            except checkpoints.Unreadable as exc:  # torn or foreign: never a reason to fail
+                self._say(f"ignored an unusable checkpoint ({exc}); starting fresh")
+                checkpoints.clear(folder)
+                state = None
         state = self.dist.from_primary(state)
         if state is None:
             return
@@ -199,6 +208,17 @@ class TrainingRun:
         self.best = dict(state["best"])
         self.start_epoch = int(state["epoch"]) + 1
         self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.cfg.epochs}")
+
+    def _check_fits(self, state: dict[str, Any]) -> None:
+        """Before anything is loaded: the checkpoint's tensors are exactly the model's."""
+        own = self.model.state_dict()
+        theirs = state["model"]
+        bad = sorted(set(own) ^ set(theirs)) or [
+            k for k in own if tuple(own[k].shape) != tuple(theirs[k].shape)]
+        if bad or not 1 <= int(state["epoch"]) <= self.cfg.epochs:
+            raise checkpoints.Unreadable(
+                f"{checkpoints.NAME} does not fit this model (epoch {state['epoch']}; "
+                f"tensors {', '.join(bad[:5]) or 'ok'})")
 
     def _checkpoint(self, epoch: int) -> None:
         if not self.dist.primary:

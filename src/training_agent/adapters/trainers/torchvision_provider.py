@@ -60,7 +60,7 @@ class TorchvisionProvider:
             kwargs["transform_input"] = pretrained  # how the published weights were trained
         model = tvm.get_model(backbone, **kwargs)
         if pretrained:
-            load_matching(model, self._pretrained_state(backbone, weights))
+            load_matching(model, self._pretrained_state(backbone, weights), num_classes)
         return model
 
     @staticmethod
