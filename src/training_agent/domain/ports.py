@@ -34,11 +34,10 @@ class MetadataRepo(abc.ABC):
     def latest_dataset(self, project_id: str) -> Dataset:
         """The newest dataset row of the project; raises DatasetNotFound."""
 
+    @abc.abstractmethod
     def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
         """Record `datasets.num_classes` once intake has found the classes; raises
-        DatasetNotFound. Every store implements it; the default (record nothing) is for
-        read-only views such as a distributed follower rank's."""
-        return None
+        DatasetNotFound."""
 
     @abc.abstractmethod
     def claim_job(

@@ -56,6 +56,9 @@ class FollowerRepo(MetadataRepo):
     def latest_dataset(self, project_id: str) -> Any:
         return self.inner.latest_dataset(project_id)
 
+    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
+        return None  # rank 0 records it
+
     def claim_job(self, job: TrainingJob, allowed: Any) -> TrainingJob:
         raise TrainingAgentError("a follower rank claims no jobs")
 

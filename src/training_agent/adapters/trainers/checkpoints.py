@@ -61,6 +61,15 @@ def snapshot(obj: Any) -> Any:
     return obj
 
 
+def _yield_cpu_to_training() -> None:
+    """Lowest CPU priority for the calling thread (Linux: a thread id is a task id), so the
+    writer runs on idle cycles instead of slowing the training threads on busy cores."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not permitted: write at normal priority
+        pass
+
+
 class BackgroundWriter:
     """Writes checkpoints on a thread so the next epoch does not wait for the disk; at most one
     write is in flight, and `wait()` (called before the run ends, however it ends) makes sure
@@ -75,6 +84,7 @@ class BackgroundWriter:
         copy = snapshot(payload)
 
         def write() -> None:
+            _yield_cpu_to_training()
             try:
                 save(folder, copy)
             except BaseException as exc:  # surfaced by wait(), on the training thread
