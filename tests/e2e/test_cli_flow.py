@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.agent_process import db_rows
 from training_agent.testing.datasets import make_dataset_zip
 
 pytestmark = pytest.mark.slow
@@ -30,12 +31,7 @@ def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def db_row(home: Path, sql: str, *args: object) -> sqlite3.Row:
-    conn = sqlite3.connect(home / "training-agent.sqlite3")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchone()
-    finally:
-        conn.close()
+    return db_rows(home, sql, *args)[0]
 
 
 def recompute_test_accuracy(manifest: dict, weights: Path, data: Path) -> float:
@@ -158,8 +154,8 @@ def wait_for_log(home: Path, project_id: str, message: str, proc: subprocess.Pop
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if db_row(home, "SELECT 1 FROM agent_logs WHERE project_id = ? AND message = ?",
-                      project_id, message):
+            if db_rows(home, "SELECT 1 FROM agent_logs WHERE project_id = ? AND message = ?",
+                       project_id, message):
                 return
         except sqlite3.OperationalError:  # the agent is creating the database
             pass
