@@ -19,10 +19,11 @@ class FakeTrainer(Trainer):
     """Reports each epoch, then writes tiny artifacts; can fail or sleep on demand."""
 
     def __init__(self, fail_with: Exception | None = None, epoch_seconds: float = 0.0,
-                 accuracy: float = 0.75) -> None:
+                 accuracy: float = 0.75, metrics: dict[str, Any] | None = None) -> None:
         self.fail_with = fail_with
         self.epoch_seconds = epoch_seconds
         self.accuracy = accuracy
+        self.metrics = metrics or {}  # merged over the default metrics
         self.requests: list[TrainRequest] = []
 
     def train(self, request: TrainRequest, progress) -> TrainResult:  # type: ignore[no-untyped-def]
@@ -40,7 +41,12 @@ class FakeTrainer(Trainer):
         (out / "model.pth").write_bytes(b"fake weights")
         (out / "manifest.json").write_text(json.dumps({"class_names": request.splits.class_names}))
         return TrainResult(
-            accuracy=self.accuracy, metrics={"val_accuracy": self.accuracy, "best_epoch": epochs},
+            accuracy=self.accuracy, metrics={
+                "val_accuracy": self.accuracy, "best_epoch": epochs, "epochs_run": epochs,
+                "stop_reason": "epochs",
+                "per_class": {name: {"precision": self.accuracy, "recall": self.accuracy}
+                              for name in request.splits.class_names},
+                **self.metrics},
             epochs_run=epochs, backbone=request.config.backbone, trainer="fake",
             class_names=request.splits.class_names,
             artifacts={"model.pth": out / "model.pth", "manifest.json": out / "manifest.json"},

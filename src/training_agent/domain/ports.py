@@ -183,8 +183,22 @@ class Notification(BaseModel):
     project_name: str
     ok: bool
     message: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)  # a success has `verdict`
     at: datetime | None = None
+
+    @property
+    def mark(self) -> str:
+        """❌ failed; ⚠️ succeeded with a `weak` or `chance` verdict; ✅ otherwise."""
+        if not self.ok:
+            return "❌"
+        verdict = self.details.get("verdict")
+        level = verdict.get("level") if isinstance(verdict, dict) else None
+        return "⚠️" if level in ("weak", "chance") else "✅"
+
+    @property
+    def headline(self) -> str:
+        """The one line a chat or a log shows: mark, project, message."""
+        return f"{self.mark} [{self.project_name}] {self.message}"
 
 
 class Notifier(abc.ABC):

@@ -37,7 +37,16 @@ from .ports import (
     TrainRequest,
     TrainResult,
 )
-from .views import JobView, LogView, ProgressView, StatusView, redact_url
+from .verdict import job_metrics, judge
+from .views import (
+    JobMetricsView,
+    JobView,
+    LogView,
+    ProgressView,
+    StatusView,
+    job_summary,
+    redact_url,
+)
 
 PROGRESS_SAVE_SECONDS = 2.0
 
@@ -56,6 +65,19 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def success_message(project_name: str, accuracy: float, verdict: dict[str, str]) -> str:
+    """The success notification's words, by verdict: a weak or chance-level model is still
+    saved and recorded, and the message says so plainly."""
+    if verdict["level"] == "chance":
+        return (f"Training finished, but {project_name}'s model has not learned: "
+                f"{verdict['text']} The model was saved and recorded anyway.")
+    if verdict["level"] == "weak":
+        return (f"Training complete: {project_name} reached accuracy {accuracy:.4f}, a weak "
+                f"model. {verdict['text']} Model uploaded; evaluation can now begin.")
+    return (f"Training complete: {project_name} reached accuracy {accuracy:.4f}. "
+            "Model uploaded; evaluation can now begin.")
 
 
 @dataclass
@@ -201,19 +223,24 @@ class TrainingService:
                   artifacts=[redact_url(u) for u in urls.values()])
 
         self._step(job, JobState.RECORDING)
-        model = self._model_record(project, job, result, urls)
+        metrics = self._job_metrics(result)
+        model = self._model_record(project, job, result, urls, metrics)
         succeeded = job.model_copy(deep=True)  # `job` stays active if recording fails
         succeeded.advance(JobState.SUCCEEDED)
         succeeded.progress["model_url"] = model.gcs_url
+        succeeded.progress["metrics"] = metrics  # progress is stored as JSON by every store
         self.repo.record_model(model, succeeded)
-        self._log(project.id, "info", "training complete; status pending_evaluation",
-                  job_id=job.id, accuracy=result.accuracy, model_url=redact_url(model.gcs_url))
+        verdict = metrics["verdict"]
+        model_url = redact_url(model.gcs_url)
+        done = "training complete; status pending_evaluation"
+        self._log(project.id, "info" if verdict["level"] == "ok" else "warning",
+                  done if verdict["level"] == "ok" else f"{done} — ⚠️ {verdict['text']}",
+                  job_id=job.id, accuracy=result.accuracy, model_url=model_url, verdict=verdict)
         self._notify(Notification(
             project_id=project.id, project_name=project.name, ok=True,
-            message=f"Training complete: {project.name} reached accuracy {result.accuracy:.4f}. "
-                    "Model uploaded; evaluation can now begin.",
-            details={"accuracy": result.accuracy, "model_url": redact_url(model.gcs_url),
-                     "job_id": job.id},
+            message=success_message(project.name, result.accuracy, verdict),
+            details={"accuracy": result.accuracy, "model_url": model_url, "job_id": job.id,
+                     "verdict": verdict},
         ))
 
     # ---- queries ----------------------------------------------------------------------------
@@ -229,11 +256,15 @@ class TrainingService:
         )
         if job is not None:
             url = job.progress.get("model_url")
+            stored = job.progress.get("metrics")
+            metrics = (JobMetricsView.model_validate(job_metrics(stored))
+                       if job.state is JobState.SUCCEEDED and isinstance(stored, dict) else None)
             view.job = JobView(
                 id=job.id, state=job.state.value, error=job.error,
                 progress=ProgressView.model_validate(job.progress),
                 model_url=redact_url(url) if url else None,
                 started_at=job.created_at, finished_at=job.finished_at,
+                metrics=metrics, summary=job_summary(job.state.value, job.error, metrics),
             )
         return view
 
@@ -318,8 +349,18 @@ class TrainingService:
 
         return sink
 
+    @staticmethod
+    def _job_metrics(result: TrainResult) -> dict[str, Any]:
+        """The finished job's metrics object with its verdict (the trainer's verdict when it
+        gave one, else judged here from its metrics)."""
+        metrics = dict(result.metrics)
+        if "verdict" not in metrics:
+            metrics["verdict"] = judge(metrics, num_classes=len(result.class_names))
+        return job_metrics(metrics, num_classes=len(result.class_names))
+
     def _model_record(
-        self, project: Project, job: TrainingJob, result: TrainResult, urls: dict[str, str]
+        self, project: Project, job: TrainingJob, result: TrainResult, urls: dict[str, str],
+        summary: dict[str, Any],
     ) -> ModelRecord:
         metrics = result.metrics
         return ModelRecord(
@@ -328,8 +369,9 @@ class TrainingService:
             metadata={
                 "epochs": result.epochs_run, "backbone": result.backbone,
                 "trainer": result.trainer, "class_names": result.class_names,
-                "metrics": {k: metrics[k] for k in ("val_accuracy", "test_accuracy",
-                                                    "best_epoch") if k in metrics},
+                "metrics": {**{k: metrics[k] for k in ("val_accuracy", "test_accuracy",
+                                                       "best_epoch") if k in metrics},
+                            **summary},
                 "manifest_url": urls.get("manifest.json"), "job_id": job.id,
                 "sha256": result.weights_sha256,
             },
@@ -368,4 +410,4 @@ class TrainingService:
             return None
 
 
-__all__ = ["JobNotFound", "TrainingService", "sha256_of"]
+__all__ = ["JobNotFound", "TrainingService", "sha256_of", "success_message"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+
+from .verdict import summarize
 
 
 def redact_url(url: str) -> str:
@@ -27,6 +29,40 @@ class ProgressView(BaseModel):
     eta_seconds: float | None = None
 
 
+class VerdictView(BaseModel):
+    level: Literal["ok", "weak", "chance"] = Field(
+        description="`chance`: not clearly above chance or the majority-class rate; `weak`: "
+                    "above, but closing less than half the gap to a perfect score; `ok`")
+    text: str = Field(description="the verdict in plain words, with advice when not `ok`")
+
+
+class ClassMetricsView(BaseModel):
+    precision: float
+    recall: float = Field(description="the share of this class's images recognised")
+    f1: float
+    support: int | None = Field(None, description="this class's images in the result split")
+
+
+class JobMetricsView(BaseModel):
+    """A finished job's metrics (the same object is in the models row's metadata)."""
+
+    test_accuracy: float | None = Field(None, description="absent without a test split")
+    val_accuracy: float | None = None
+    per_class: dict[str, ClassMetricsView] = Field(
+        default_factory=dict, description="by class name, on the test split (else validation)")
+    epochs_run: int | None = None
+    stop_reason: str | None = Field(
+        None, description="why training stopped: `epochs`, `early_stopping`, `max_minutes`, ...")
+    verdict: VerdictView
+
+    @model_serializer(mode="wrap")
+    def _without_absent_test(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("test_accuracy") is None:
+            data.pop("test_accuracy", None)
+        return data
+
+
 class JobView(BaseModel):
     id: str
     state: str
@@ -35,6 +71,19 @@ class JobView(BaseModel):
     model_url: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+    metrics: JobMetricsView | None = Field(None, description="once the job has succeeded")
+    summary: str | None = Field(None, description="a few plain sentences once it has finished")
+
+
+def job_summary(state: str, error: str | None, metrics: JobMetricsView | None) -> str | None:
+    """What a person should read first about a finished job; None while it is active."""
+    if state == "succeeded":
+        return summarize(metrics.model_dump()) if metrics else "Training succeeded."
+    if state == "failed":
+        return f"Training failed: {error}." if error else "Training failed."
+    if state == "cancelled":
+        return "Training was cancelled; no model was recorded."
+    return None
 
 
 class LogView(BaseModel):

@@ -11,6 +11,6 @@ log = logging.getLogger("training_agent.notify")
 
 class LogNotifier(Notifier):
     def notify(self, notification: Notification) -> None:
-        mark = "✅" if notification.ok else "❌"
-        log.log(logging.INFO if notification.ok else logging.ERROR, "%s [%s] %s", mark,
-                notification.project_name, notification.message)
+        level = logging.ERROR if not notification.ok else (
+            logging.INFO if notification.mark == "✅" else logging.WARNING)
+        log.log(level, "%s", notification.headline)

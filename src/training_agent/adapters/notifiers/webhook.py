@@ -36,13 +36,14 @@ def webhook_message(n: Notification) -> dict[str, Any]:
     """A chat-friendly `text` plus the structured fields a bot can read."""
     d = n.details
     body: dict[str, Any] = {
-        "text": f"{'✅' if n.ok else '❌'} [{n.project_name}] {n.message}",
+        "text": n.headline,  # ✅ / ⚠️ (a weak or chance-level model) / ❌, project, message
         "event": "training_succeeded" if n.ok else "training_failed",
         "ok": n.ok, "project_id": n.project_id, "project_name": n.project_name,
         "job_id": d.get("job_id"), "at": (n.at or utcnow()).isoformat(),
     }
     if n.ok:
-        body.update(accuracy=d.get("accuracy"), model_url=d.get("model_url"))
+        body.update(accuracy=d.get("accuracy"), model_url=d.get("model_url"),
+                    verdict=d.get("verdict"))
     else:
         body.update(step=d.get("step"), cause=d.get("cause"))
     return body
