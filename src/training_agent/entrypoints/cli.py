@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
+from training_agent.domain.verdict import describe_stop, worst_classes
+from training_agent.domain.views import JobView, ProgressView
 
 from .container import Container, build_container
 from .progress import JobProgressBar
@@ -109,6 +111,53 @@ def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False
     return 1
 
 
+VERDICT_MARKS = {"ok": "✅", "weak": "⚠️", "chance": "⚠️"}
+
+
+def metrics_lines(job: JobView) -> list[str]:
+    """A finished job's metrics for people: accuracy (test, then validation), the worst classes
+    by recall (the share of their images recognised), epochs and why training stopped, the
+    verdict. Empty until the job has succeeded."""
+    m = job.metrics
+    if m is None:
+        return []
+    if m.test_accuracy is not None:
+        head = f"test accuracy: {m.test_accuracy:.4f}"
+        head += f" (validation {m.val_accuracy:.4f})" if m.val_accuracy is not None else ""
+    elif m.val_accuracy is not None:
+        head = f"validation accuracy: {m.val_accuracy:.4f} (no test split)"
+    else:
+        head = "accuracy: not measured"
+    lines = [head]
+    worst = worst_classes({k: v.model_dump() for k, v in m.per_class.items()}, 3)
+    if worst:
+        lines.append("worst classes by per-class accuracy (recall): " + ", ".join(
+            f"{name} {row['recall']:.2f}" for name, row in worst))
+    if m.epochs_run is not None:
+        stop = describe_stop(m.stop_reason)
+        lines.append(f"epochs run: {m.epochs_run}" + (f" ({stop})" if stop else ""))
+    v = m.verdict
+    lines.append(f"verdict: {VERDICT_MARKS.get(v.level, '')} {v.level}: {v.text}")
+    return lines
+
+
+def progress_line(progress: ProgressView) -> str | None:
+    """Training progress rounded for people: epoch=3/10, train_loss=2.09, val_accuracy=0.7600."""
+    p = progress
+    parts = []
+    if p.epoch is not None:
+        parts.append(f"epoch={p.epoch}" + (f"/{p.epochs}" if p.epochs is not None else ""))
+    if p.train_loss is not None:
+        parts.append(f"train_loss={p.train_loss:.2f}")
+    if p.val_accuracy is not None:
+        parts.append(f"val_accuracy={p.val_accuracy:.4f}")
+    if p.images_per_second is not None:
+        parts.append(f"images_per_second={p.images_per_second:.0f}")
+    if p.eta_seconds is not None:
+        parts.append(f"eta_seconds={p.eta_seconds:.0f}")
+    return "progress: " + ", ".join(parts) if parts else None
+
+
 def fail_stale_jobs(container: Container) -> None:
     """What `serve` and `watch` do at start: fail active jobs whose heartbeat went stale (a
     foreground `train` that was SIGKILLed leaves one), so the project can be started again."""
@@ -119,7 +168,8 @@ def fail_stale_jobs(container: Container) -> None:
 @main.command()
 @click.option("--epochs", type=int, default=4, show_default=True)
 def demo(epochs: int) -> None:
-    """The whole flow offline on a small generated dataset; prints accuracy and model URL."""
+    """The whole flow offline on a small generated dataset; prints the metrics, the verdict and
+    the model URL."""
     from training_agent.testing.datasets import make_dataset_zip
 
     container = _container()
@@ -139,7 +189,8 @@ def demo(epochs: int) -> None:
         sys.exit(code)
     status = service.status(project.id)
     model = container.metadata_repo().list_models(project.id)[-1]
-    click.echo(f"accuracy: {model.accuracy:.4f} (test split)")
+    for line in metrics_lines(status.job) if status.job else []:
+        click.echo(line)
     click.echo(f"model: {status.job.model_url if status.job else model.gcs_url}")
     click.echo(f"project status: {status.project_status}")
 
@@ -193,6 +244,8 @@ def train(project_id: str, config: str | None, epochs: int | None, force: bool,
     code = run_job_in_foreground(container, job.id, quiet)
     if code == 0:
         view = container.training_service().status(project_id)
+        for line in metrics_lines(view.job) if view.job else []:
+            click.echo(line)
         click.echo(f"model: {view.job.model_url if view.job else ''}")
     sys.exit(code)
 
@@ -210,9 +263,11 @@ def status(project_id: str, as_json: bool) -> None:
     if view.job:
         j = view.job
         click.echo(f"job {j.id}: {j.state}" + (f" — {j.error}" if j.error else ""))
-        shown = {k: v for k, v in j.progress.model_dump().items() if v is not None}
-        if shown:
-            click.echo("progress: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        progress = progress_line(j.progress)
+        if progress and j.metrics is None:
+            click.echo(progress)
+        for line in metrics_lines(j):
+            click.echo(line)
         if j.model_url:
             click.echo(f"model: {j.model_url}")
     for entry in view.recent_logs[:10]:

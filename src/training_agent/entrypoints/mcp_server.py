@@ -46,8 +46,11 @@ def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
 
     @tool()
     def training_status(project_id: str) -> dict[str, Any]:
-        """The project's status, its latest job (state, progress, error, model URL) and its
-        recent log lines, newest first."""
+        """The project's status, its latest job (state, progress, error, model URL; once it
+        has finished, `metrics` — test and validation accuracy, per-class precision, recall and
+        f1, epochs run, stop reason and a `verdict` whose level `chance` or `weak` means the
+        model did not clearly learn — and a plain-words `summary`) and its recent log lines,
+        newest first."""
         with _as_tool_error():
             return service.status(project_id).model_dump(mode="json")
 
