@@ -25,6 +25,7 @@ def test_start_returns_202_at_once_and_the_job_reaches_pending_evaluation(make_a
     # progress reaches the status endpoint while the worker trains
     mid = agent.wait_for(pid, lambda v: (v["job"] or {}).get("progress", {}).get("epoch"))
     assert mid["job"]["progress"]["epochs"] == 3
+    assert mid["job"]["metrics"] is None and mid["job"]["summary"] is None  # until finished
     done = agent.wait_status(pid, "pending_evaluation")
     job = done["job"]
     assert job["id"] == body["job_id"] and job["state"] == "succeeded"
@@ -33,6 +34,15 @@ def test_start_returns_202_at_once_and_the_job_reaches_pending_evaluation(make_a
     assert job["progress"]["epoch"] == 3
     assert job["model_url"].endswith(f"/models/{pid}/{job['id']}/model.pth")
     assert job["started_at"] and job["finished_at"] and job["error"] is None
+    # the finished job's metrics: no test split in this dataset, so no test_accuracy
+    assert job["metrics"] == {
+        "val_accuracy": 0.75, "epochs_run": 3, "stop_reason": "epochs",
+        "per_class": {name: {"precision": 0.75, "recall": 0.75, "f1": 0.75, "support": None}
+                      for name in ("class_a", "class_b")},
+        "verdict": {"level": "ok", "text": "0.75 validation accuracy is well above chance "
+                                           "(0.50 for 2 classes)."}}
+    assert job["summary"].startswith("Validation accuracy 0.75 (there is no test split) "
+                                     "after 3 epochs")
     logs = done["recent_logs"]
     assert logs[0]["message"].startswith("training complete")  # newest first
     assert set(logs[0]) == {"level", "message", "details", "created_at"}

@@ -44,6 +44,13 @@ def test_mcp_tools_train_a_model_and_report_errors(make_agent):
             assert status["job"]["id"] == job["job_id"]
             assert status["job"]["progress"]["epoch"] == 3
             assert status["job"]["model_url"].endswith("model.pth")
+            metrics = status["job"]["metrics"]
+            assert metrics["val_accuracy"] == 0.75 and "test_accuracy" not in metrics
+            assert metrics["epochs_run"] == 3 and metrics["stop_reason"] == "epochs"
+            assert set(metrics["per_class"]) == {"class_a", "class_b"}
+            assert set(metrics["per_class"]["class_a"]) >= {"precision", "recall", "f1"}
+            assert metrics["verdict"]["level"] == "ok"
+            assert "well above chance" in status["job"]["summary"]
 
             bad = await client.call_tool("training_status", {"project_id": "nope"})
             assert bad.is_error and "not a UUID" in bad.content[0].text
