@@ -116,3 +116,27 @@ def test_status_text_rounds_progress_while_a_job_runs():
     assert line == ("progress: epoch=2/10, train_loss=2.09, val_accuracy=0.7600, "
                     "images_per_second=1235, eta_seconds=35")
     assert cli.progress_line(ProgressView()) is None
+
+
+def test_worst_classes_leave_out_perfect_ones():
+    from datetime import datetime, timezone
+
+    from training_agent.domain.verdict import job_metrics
+    from training_agent.domain.views import JobMetricsView, JobView, ProgressView
+
+    def lines_for(matrix: list[list[int]]) -> list[str]:
+        metrics = {**METRICS, "test_accuracy": sum(matrix[i][i] for i in range(4)) / 40,
+                   "per_class": {name: {"precision": 1.0, "recall": matrix[i][i] / 10,
+                                        "support": 10} for i, name in enumerate(CLASSES)},
+                   "confusion_matrix": {"split": "test", "labels": CLASSES, "matrix": matrix}}
+        job = JobView(id="j", state="succeeded", progress=ProgressView(),
+                      started_at=datetime.now(timezone.utc),
+                      metrics=JobMetricsView.model_validate(job_metrics(metrics)))
+        return cli.metrics_lines(job)
+
+    perfect = [[10 if i == j else 0 for j in range(4)] for i in range(4)]
+    assert lines_for(perfect)[1] == "worst classes by per-class accuracy (recall): none, every " \
+                                    "class 1.00"
+    one_miss = [row[:] for row in perfect]
+    one_miss[2][2], one_miss[2][0] = 9, 1
+    assert lines_for(one_miss)[1] == "worst classes by per-class accuracy (recall): fox 0.90"

@@ -154,7 +154,7 @@ def judge(metrics: dict[str, Any], num_classes: int | None = None) -> dict[str, 
              f"({ev.majority:.2f})" if by_majority else f"chance ({chance:.2f} for {k} classes)")
     if gain < WEAK_GAIN:
         return _verdict("weak", f"{acc:.2f} {where} accuracy is above {above} but weak: it "
-                                f"closes only {gain:.0%} of the gap to a perfect score; "
+                                f"closes only {math.floor(gain * 100)}% of the gap to a perfect score; "
                                 f"{ADVICE}.")
     on = f" on {ev.n} images" if ev.n else ""
     return _verdict("ok", f"{acc:.2f} {where} accuracy{on} is well above {above}.")
@@ -261,7 +261,8 @@ def summarize(metrics: dict[str, Any]) -> str:
     worst = worst_classes(m["per_class"], 1)
     if worst and worst[0][1]["recall"] < 1.0:
         name, row = worst[0]
-        parts.append(f"Weakest class: '{name}', {row['recall']:.2f} of its images recognised "
+        share = f"{row['recall']:.2f} of its images" if row["recall"] > 0 else "none of its images"
+        parts.append(f"Weakest class: '{name}', {share} recognised "
                      f"(precision {row['precision']:.2f}).")
     parts.append(m["verdict"]["text"])
     return " ".join(parts)

@@ -131,8 +131,9 @@ def metrics_lines(job: JobView) -> list[str]:
     lines = [head]
     worst = worst_classes({k: v.model_dump() for k, v in m.per_class.items()}, 3)
     if worst:
-        lines.append("worst classes by per-class accuracy (recall): " + ", ".join(
-            f"{name} {row['recall']:.2f}" for name, row in worst))
+        below = [(name, row) for name, row in worst if row["recall"] < 1.0]
+        lines.append("worst classes by per-class accuracy (recall): " + (", ".join(
+            f"{name} {row['recall']:.2f}" for name, row in below) or "none, every class 1.00"))
     if m.epochs_run is not None:
         stop = describe_stop(m.stop_reason)
         lines.append(f"epochs run: {m.epochs_run}" + (f" ({stop})" if stop else ""))
