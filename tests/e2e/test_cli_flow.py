@@ -75,6 +75,13 @@ def test_project_create_then_train_then_verify_the_model(tmp_path):
 
     trained = cli(home, "train", project_id, "--epochs", "2")
     assert "model: file://" in trained.stdout
+    # the summary for people: accuracy, worst classes, epochs and why it stopped, the verdict
+    lines = trained.stdout.strip().splitlines()
+    assert lines[-5].startswith("test accuracy: 0.") and "(validation 0." in lines[-5]
+    assert lines[-4].startswith("worst classes by per-class accuracy (recall): class_")
+    assert lines[-3] == "epochs run: 2 (ran every epoch asked for)"
+    assert lines[-2].split(":")[0] == "verdict"
+    assert lines[-1].startswith("model: file://")
 
     project = db_row(home, "SELECT * FROM projects WHERE id = ?", project_id)
     assert project["status"] == "pending_evaluation"
@@ -103,6 +110,19 @@ def test_project_create_then_train_then_verify_the_model(tmp_path):
     status = json.loads(cli(home, "status", project_id, "--json").stdout)
     assert status["project_status"] == "pending_evaluation"
     assert status["job"]["state"] == "succeeded" and status["job"]["model_url"] == model["gcs_url"]
+    metrics = status["job"]["metrics"]
+    assert metrics["test_accuracy"] == pytest.approx(model["accuracy"], abs=1e-9)
+    assert metrics["val_accuracy"] == pytest.approx(manifest["metrics"]["val_accuracy"])
+    assert set(metrics["per_class"]) == {"class_a", "class_b", "class_c"}
+    assert set(metrics["per_class"]["class_a"]) >= {"precision", "recall", "f1"}
+    assert metrics["epochs_run"] == 2 and metrics["stop_reason"] == "epochs"
+    assert metrics["verdict"]["level"] in ("ok", "weak", "chance")
+    assert metrics["verdict"]["text"] in status["job"]["summary"]
+    assert json.loads(model["metadata"])["metrics"]["verdict"] == metrics["verdict"]
+    text = cli(home, "status", project_id).stdout
+    assert f"test accuracy: {model['accuracy']:.4f}" in text
+    assert f"verdict: {'✅' if metrics['verdict']['level'] == 'ok' else '⚠️'} " \
+           f"{metrics['verdict']['level']}: {metrics['verdict']['text']}" in text
 
 
 def test_train_of_a_bad_archive_exits_non_zero_and_says_why(tmp_path):
@@ -145,7 +165,8 @@ def test_db_migrate_creates_the_five_tables_once(tmp_path):
 
 def test_demo_runs_offline_and_prints_accuracy_and_model(tmp_path):
     out = cli(tmp_path / "home", "demo", "--epochs", "1").stdout
-    assert "accuracy: " in out and "model: file://" in out
+    assert "test accuracy: " in out and "model: file://" in out
+    assert "epochs run: 1 (ran every epoch asked for)" in out and "\nverdict: " in out
     assert "project status: pending_evaluation" in out
 
 
