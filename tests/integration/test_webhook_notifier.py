@@ -102,7 +102,19 @@ def test_success_message_names_project_accuracy_and_model(chat, tmp_path):
     assert msg["model_url"].startswith("file://") and msg["model_url"].endswith("model.pth")
     assert msg["text"].startswith("✅ [cats] Training complete")
     assert "0.7500" in msg["text"]
+    assert msg["verdict"]["level"] == "ok" and "well above chance" in msg["verdict"]["text"]
     assert chat.headers[0]["Content-Type"] == "application/json"
+
+
+def test_a_chance_level_model_is_marked_and_worded_so(chat, tmp_path):
+    service = service_with(WebhookNotifier(chat.url), tmp_path, accuracy=0.5)
+    train_one(service, tmp_path)  # 2 classes, 0.50: chance
+    [msg] = chat.wait_for(1)
+    assert msg["event"] == "training_succeeded" and msg["ok"] is True
+    assert msg["verdict"]["level"] == "chance"
+    assert msg["text"].startswith("⚠️ [cats] Training finished, but the model for cats is not "
+                                  "clearly better than chance. 0.50 is chance level for 2 "
+                                  "classes")
 
 
 def test_failure_message_names_step_and_cause(chat, tmp_path):

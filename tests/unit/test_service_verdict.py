@@ -66,8 +66,8 @@ def test_a_chance_level_model_is_recorded_and_every_view_says_so(tmp_path, datas
 
     [note] = notifier.sent
     assert note.ok and note.mark == "⚠️" and note.details["verdict"] == verdict
-    assert note.message.startswith("Training finished, but cats's model is not clearly better "
-                                   "than chance. 0.33 is chance level for 3 classes")
+    assert note.message.startswith("Training finished, but the model for cats is not clearly "
+                                   "better than chance. 0.33 is chance level for 3 classes")
     assert "saved and recorded anyway" in note.message
 
     view = service.status(project.id)

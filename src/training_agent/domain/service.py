@@ -71,8 +71,8 @@ def success_message(project_name: str, accuracy: float, verdict: dict[str, str])
     """The success notification's words, by verdict: a weak or chance-level model is still
     saved and recorded, and the message says so plainly."""
     if verdict["level"] == "chance":
-        return (f"Training finished, but {project_name}'s model is not clearly better than "
-                f"chance. {verdict['text']} The model was saved and recorded anyway.")
+        return (f"Training finished, but the model for {project_name} is not clearly better "
+                f"than chance. {verdict['text']} The model was saved and recorded anyway.")
     if verdict["level"] == "weak":
         return (f"Training complete: {project_name} reached accuracy {accuracy:.4f}, a weak "
                 f"model. {verdict['text']} Model uploaded; evaluation can now begin.")
