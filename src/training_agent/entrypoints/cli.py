@@ -239,10 +239,11 @@ def train(project_id: str, config: str | None, epochs: int | None, force: bool,
     if nproc_per_node > 1:
         from .distributed import launch
 
-        sys.exit(launch(project_id, nproc_per_node, overrides or None, force))
-    job = container.training_service().start(project_id, overrides or None, force=force)
-    click.echo(f"job {job.id} started", err=True)
-    code = run_job_in_foreground(container, job.id, quiet)
+        code = launch(project_id, nproc_per_node, overrides or None, force)
+    else:
+        job = container.training_service().start(project_id, overrides or None, force=force)
+        click.echo(f"job {job.id} started", err=True)
+        code = run_job_in_foreground(container, job.id, quiet)
     if code == 0:
         view = container.training_service().status(project_id)
         for line in metrics_lines(view.job) if view.job else []:
