@@ -215,7 +215,7 @@ def test_early_stopping_when_validation_stops_improving(tmp_path, tiny_splits):
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs=5, lr=1e-9, early_stopping_patience=1), sink)
-    assert result.epochs_run == 2 and result.metrics["stopped_by"] == "early_stopping"
+    assert result.epochs_run == 2 and result.metrics["stop_reason"] == "early_stopping"
     assert result.metrics["best_epoch"] == 1
     assert any("early stopping" in m for m in sink.messages)
 
@@ -224,7 +224,7 @@ def test_time_budget_stops_training_and_says_so(tmp_path, tiny_splits):
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=5,
                                                  max_minutes=0.0001), sink)
-    assert result.epochs_run == 1 and result.metrics["stopped_by"] == "max_minutes"
+    assert result.epochs_run == 1 and result.metrics["stop_reason"] == "max_minutes"
     assert "stopped after epoch 1/5: max minutes" in sink.messages
     assert manifest_of(result)["config"]["max_minutes"] == 0.0001
     # the budget ran out inside epoch 1: it stopped before its 3 steps were done

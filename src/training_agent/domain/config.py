@@ -12,12 +12,16 @@ from .errors import InvalidConfig
 class TrainingConfig(BaseModel):
     """Every knob a job accepts. Unknown keys and out-of-range values are refused by name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a boolean is not an int, a string is not a boolean or a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     trainer: str = "torchvision"
     backbone: str = "resnet18"
     pretrained: bool = True
-    epochs: int = Field(10, ge=1, le=1000)
+    # "auto": train until validation accuracy stops improving (see `min_steps`, `max_epochs`)
+    epochs: int | Literal["auto"] = "auto"
+    max_epochs: int = Field(60, ge=1, le=1000)  # the ceiling of `epochs: auto`
+    min_steps: int = Field(400, ge=0, le=1_000_000)  # `epochs: auto` never stops before this
     batch_size: int = Field(32, ge=1, le=4096)
     lr: float | None = Field(None, gt=0, le=10)  # None: the recipe's default for the optimizer
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -41,6 +45,13 @@ class TrainingConfig(BaseModel):
             raise ValueError("image_size must be between 16 and 1024, or 'auto'")
         return v
 
+    @field_validator("epochs")
+    @classmethod
+    def _epochs_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 1000:
+            raise ValueError("epochs must be between 1 and 1000, or 'auto'")
+        return v
+
     @field_validator("device")
     @classmethod
     def _device_form(cls, v: str) -> str:
@@ -61,9 +72,13 @@ def resolve_config(*layers: dict[str, Any] | None) -> TrainingConfig:
     try:
         return TrainingConfig(**merged)
     except ValidationError as exc:
-        problems = []
+        problems: dict[str, list[str]] = {}
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "config"
+            # a union (int | "auto") reports one error per member: one line for the key
+            key = str(err["loc"][0]) if err["loc"] else "config"
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{key}: {msg}")
-        raise InvalidConfig("invalid training config: " + "; ".join(problems)) from None
+            problems.setdefault(key, []).append(msg)
+        text = "; ".join(f"{key}: {' or '.join(msgs)} (got {merged.get(key)!r})"
+                         if len(msgs) > 1 else f"{key}: {msgs[0]}"
+                         for key, msgs in problems.items())
+        raise InvalidConfig("invalid training config: " + text) from None

@@ -57,9 +57,11 @@ def per_class(cm: torch.Tensor, class_names: list[str]) -> dict[str, dict[str, f
     for i, name in enumerate(class_names):
         tp = float(cm[i, i])
         predicted, actual = float(cm[:, i].sum()), float(cm[i, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
         out[name] = {
-            "precision": tp / predicted if predicted else 0.0,
-            "recall": tp / actual if actual else 0.0,
+            "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             "support": int(actual),
         }
     return out

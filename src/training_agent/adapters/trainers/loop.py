@@ -15,6 +15,7 @@ import torch
 
 from training_agent.domain.errors import DatasetInvalid, JobCancelled, TrainingError
 from training_agent.domain.ports import EpochProgress, ProgressSink, TrainRequest, TrainResult
+from training_agent.domain.verdict import judge
 
 from . import artifacts, checkpoints
 from .augment import BatchTransform
@@ -22,10 +23,11 @@ from .data import IGNORE, chunks_of, load_split
 from .distributed import DistContext
 from .evaluation import accuracy, confusion, logits_of, per_class
 from .images import auto_image_size
-from .recipe import make_optimizer, make_schedule, resolved_lr
+from .recipe import Schedule, make_optimizer, resolved_lr
 from .registry import PluginRegistry
 
 MAX_LISTED_SKIPS = 20
+COOL_DOWN = 0.2  # `epochs: auto` cools the learning rate down over a fifth of the epochs run
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
@@ -47,6 +49,8 @@ class TrainingRun:
         self.registry, self.cache_bytes, self.threads = registry, cache_bytes, threads
         self.t_start = time.monotonic()
         self.timings: dict[str, float] = {}
+        cfg = self.cfg
+        self.end_epoch = cfg.max_epochs if cfg.epochs == "auto" else int(cfg.epochs)
 
     # ---- setup ------------------------------------------------------------------------------
     def execute(self) -> TrainResult:
@@ -156,9 +160,11 @@ class TrainingRun:
         self.model = model
         self.lr = resolved_lr(cfg)
         self.optimizer = make_optimizer(model, cfg, self.lr)
-        self.total_steps = cfg.epochs * self.steps
-        self.schedule = make_schedule(self.optimizer, self.total_steps,
-                                      round(cfg.warmup_epochs * self.steps))
+        self.auto = cfg.epochs == "auto"
+        self.max_epochs = cfg.max_epochs if self.auto else int(cfg.epochs)
+        self.end_epoch = self.max_epochs  # `auto` plans its end once validation stops improving
+        self.schedule = Schedule(self.optimizer, round(cfg.warmup_epochs * self.steps),
+                                 None if self.auto else self.max_epochs * self.steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.runner: torch.nn.Module = model
         if self.dist.active:
@@ -171,7 +177,10 @@ class TrainingRun:
         self.fingerprint = checkpoints.fingerprint(
             self._resolved_config(), self.req.dataset_sha256, self.req.splits.class_names)
         self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "state": None}
+        self.best: dict[str, Any] = {"accuracy": -1.0, "loss": math.inf, "epoch": 0,
+                                     "state": None}
+        self.stop_reason = "epochs"
+        self.improved_at = 0
         self.start_epoch = 1
         self._resume()
 
@@ -205,9 +214,13 @@ class TrainingRun:
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
         self.history = list(state["history"])
-        self.best = dict(state["best"])
+        self.best = {"loss": math.inf, **state["best"]}
         self.start_epoch = int(state["epoch"]) + 1
-        self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.cfg.epochs}")
+        plan = state.get("plan") or {}
+        self.end_epoch = int(plan.get("end_epoch", self.end_epoch))
+        self.stop_reason = str(plan.get("stop_reason", self.stop_reason))
+        self.improved_at = int(plan.get("improved_at", self.best["epoch"]))
+        self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.end_epoch}")
 
     def _check_fits(self, state: dict[str, Any]) -> None:
         """Before anything is loaded: the checkpoint's tensors are exactly the model's."""
@@ -215,7 +228,7 @@ class TrainingRun:
         theirs = state["model"]
         bad = sorted(set(own) ^ set(theirs)) or [
             k for k in own if tuple(own[k].shape) != tuple(theirs[k].shape)]
-        if bad or not 1 <= int(state["epoch"]) <= self.cfg.epochs:
+        if bad or not 1 <= int(state["epoch"]) <= self.max_epochs:
             raise checkpoints.Unreadable(
                 f"{checkpoints.NAME} does not fit this model (epoch {state['epoch']}; "
                 f"tensors {', '.join(bad[:5]) or 'ok'})")
@@ -228,19 +241,19 @@ class TrainingRun:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
             "history": self.history, "best": self.best,
+            "plan": {"end_epoch": self.end_epoch, "stop_reason": self.stop_reason,
+                     "improved_at": self.improved_at},
         })
 
     # ---- training ---------------------------------------------------------------------------
     def _train(self) -> None:
-        cfg = self.cfg
-        budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-        self.stop_reason = "epochs"
+        budget = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
         t_train = time.monotonic()
-        done_steps = 0
-        for epoch in range(self.start_epoch, cfg.epochs + 1):
+        epoch = self.start_epoch
+        while epoch <= self.end_epoch:
             t0 = time.monotonic()
+            done_steps = (epoch - self.start_epoch) * self.steps  # in this process
             loss, seen, timed_out = self._epoch(epoch, budget, t_train, done_steps)
-            done_steps += self.steps
             self.dist.average_buffers(self.model)
             seconds = time.monotonic() - t0
             cm, val_loss = self._confusion("val")
@@ -250,28 +263,85 @@ class TrainingRun:
                 "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
                 "images_per_second": round(ips, 1)})
-            if val_acc > self.best["accuracy"] or not self.has_val:
-                self.best = {"accuracy": val_acc, "epoch": epoch,
-                             "state": {k: v.detach().clone().cpu()
-                                       for k, v in self.model.state_dict().items()}}
+            self._keep_if_best(epoch, val_acc, val_loss)
             elapsed = time.monotonic() - self.t_start
-            left = cfg.epochs - epoch
-            stale = epoch - self.best["epoch"]
-            patience = cfg.early_stopping_patience
-            self._checkpoint(epoch)
+            stop = self._stop_now(epoch, seconds, elapsed, budget, timed_out)
+            self._checkpoint(epoch)  # after the plan: a resumed run keeps it
+            left = self.end_epoch - epoch
             self._report(EpochProgress(
-                epoch=epoch, epochs=cfg.epochs, train_loss=loss, val_accuracy=val_acc,
+                epoch=epoch, epochs=self.end_epoch, train_loss=loss, val_accuracy=val_acc,
                 images_per_second=ips, eta_seconds=left * seconds))
-            if timed_out or (left and elapsed + seconds > budget):
-                self.stop_reason = "max_minutes"
-            elif left and patience is not None and stale >= patience and self.has_val:
-                self.stop_reason = "early_stopping"
-            if self.stop_reason != "epochs":
-                if left:
-                    self._say(f"stopped after epoch {epoch}/{cfg.epochs}: "
-                              f"{self.stop_reason.replace('_', ' ')}")
+            if stop:
                 break
+            epoch += 1
+        self.epochs_run = len(self.history)
         self.timings["train_seconds"] = round(time.monotonic() - t_train, 3)
+
+    def _keep_if_best(self, epoch: int, val_acc: float, val_loss: float) -> None:
+        """Best weights by validation accuracy; a tie goes to the lower validation loss (small
+        validation splits tie often). Without validation images the last epoch is kept."""
+        best = self.best
+        if val_acc > best["accuracy"]:
+            self.improved_at = epoch  # patience counts epochs without a better accuracy
+        better = val_acc > best["accuracy"] or (val_acc == best["accuracy"]
+                                                and val_loss < best["loss"])
+        if better or not self.has_val:
+            self.best = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch,
+                         "state": {k: v.detach().clone().cpu()
+                                   for k, v in self.model.state_dict().items()}}
+
+    def _stop_now(self, epoch: int, seconds: float, elapsed: float, budget: float,
+                  timed_out: bool) -> bool:
+        """Whether training ends after `epoch`; sets `stop_reason`. `epochs: auto` plans a
+        cool-down instead of stopping at once (see `_plan_cool_down`)."""
+        cfg = self.cfg
+        left = self.end_epoch - epoch
+        if timed_out or (left and elapsed + seconds > budget):
+            self.stop_reason = "max_minutes"
+        elif self.auto:
+            self._plan_cool_down(epoch, seconds, elapsed, budget)
+            left = self.end_epoch - epoch
+        elif (left and cfg.early_stopping_patience is not None and self.has_val
+              and epoch - self.improved_at >= cfg.early_stopping_patience):
+            self.stop_reason = "early_stopping"
+        if left and (self.stop_reason == "max_minutes" or self.stop_reason == "early_stopping"):
+            self._say(f"stopped after epoch {epoch}/{self.end_epoch}: "
+                      f"{self.stop_reason.replace('_', ' ')}")
+            return True
+        return left <= 0
+
+    def _plan_cool_down(self, epoch: int, seconds: float, elapsed: float,
+                        budget: float) -> None:
+        """`epochs: auto`: at full learning rate until validation accuracy has not improved for
+        `early_stopping_patience` epochs (and at least `min_steps` steps ran), then a linear
+        cool-down to zero over a fifth of the epochs run, and stop. The ceiling (`max_epochs`)
+        and the time budget (`max_minutes`) start the cool-down early enough to end within
+        them."""
+        cfg = self.cfg
+        if self.schedule.cooling:
+            return
+        done = epoch * self.steps
+        cool = max(1, math.ceil(COOL_DOWN * epoch))
+        patience = cfg.early_stopping_patience
+        if done >= cfg.min_steps and (not self.has_val or (
+                patience is not None and epoch - self.improved_at >= patience)):
+            reason = "plateau"
+            why = (f"validation accuracy has not improved for {epoch - self.improved_at} "
+                   "epochs" if self.has_val else "no validation images to watch")
+        elif epoch + cool >= cfg.max_epochs:
+            reason, cool = "max_epochs", cfg.max_epochs - epoch
+            why = f"the ceiling max_epochs={cfg.max_epochs} is near"
+        elif elapsed + (cool + 1) * seconds > budget:
+            reason, cool = "max_minutes", max(0, int((budget - elapsed) / max(seconds, 1e-9)))
+            why = f"the time limit max_minutes={cfg.max_minutes:g} is near"
+        else:
+            return
+        self.stop_reason = reason
+        self.end_epoch = epoch + cool
+        if cool > 0:
+            self.schedule.cool_down(done, cool * self.steps)
+            self._say(f"after epoch {epoch}: {why}; cooling the learning rate down over "
+                      f"{cool} more epoch{'s' if cool > 1 else ''}")
 
     def _epoch(self, epoch: int, budget: float, t_train: float,
                done_steps: int) -> tuple[float, int, bool]:
@@ -314,10 +384,10 @@ class TrainingRun:
             per_step = (now - t_train) / (done_steps + step)
             try:
                 self.sink(EpochProgress(
-                    epoch=epoch, epochs=self.cfg.epochs, step=step, steps=self.steps,
+                    epoch=epoch, epochs=self.end_epoch, step=step, steps=self.steps,
                     train_loss=float(total[0] / max(1.0, float(total[1]))),
                     images_per_second=float(total[1]) * self.dist.world / max(1e-9, now - t0),
-                    eta_seconds=per_step * (self.total_steps - done_steps - step)))
+                    eta_seconds=per_step * ((self.end_epoch - epoch + 1) * self.steps - step)))
             except JobCancelled:
                 flags[0] = 1
             flags[1] = float(now - self.t_start > budget)
@@ -339,7 +409,7 @@ class TrainingRun:
     def _say(self, message: str) -> None:
         if self.dist.primary:
             epoch = len(getattr(self, "history", []))
-            self.sink(EpochProgress(epoch=epoch, epochs=self.cfg.epochs, message=message,
+            self.sink(EpochProgress(epoch=epoch, epochs=self.end_epoch, message=message,
                                     step=0, steps=0))
 
     def _confusion(self, split: str) -> tuple[torch.Tensor, float]:
@@ -356,7 +426,7 @@ class TrainingRun:
         metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm),
                                    "best_epoch": self.best["epoch"],
                                    "epochs_run": len(self.history),
-                                   "stopped_by": self.stop_reason}
+                                   "stop_reason": self.stop_reason}
         cm, split = val_cm, "val"
         if req.splits.test:
             cm, _ = self._confusion("test")
@@ -365,6 +435,7 @@ class TrainingRun:
         metrics["per_class"] = per_class(cm, names)
         metrics["confusion_matrix"] = {"split": split, "labels": names, "matrix": cm.tolist()}
         metrics["history"] = self.history
+        metrics["verdict"] = judge(metrics)
         self.counts = {k: int(self.dist.sum(torch.tensor(len(d)))) for k, d in self.data.items()}
         result_acc = metrics.get("test_accuracy", metrics["val_accuracy"])
         common = {"accuracy": result_acc, "metrics": metrics, "epochs_run": len(self.history),

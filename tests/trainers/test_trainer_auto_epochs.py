@@ -1,0 +1,66 @@
+"""`epochs: "auto"` (the default): full learning rate until validation accuracy stops improving,
+never before the `min_steps` floor, then a linear cool-down to zero over a fifth of the epochs
+run; the `max_epochs` ceiling plans its cool-down to end on it. The manifest and the progress
+messages say how many epochs ran and why training stopped."""
+
+from __future__ import annotations
+
+import json
+
+from training_agent.adapters.trainers.pytorch import PyTorchTrainer
+from training_agent.domain.config import resolve_config
+
+from .conftest import Recorder, make_request
+
+
+def manifest_of(result):
+    return json.loads(result.artifacts["manifest.json"].read_text())
+
+
+def test_auto_is_the_default():
+    assert resolve_config({}).epochs == "auto"
+
+
+def test_plateau_waits_for_the_step_floor_then_cools_down(tmp_path, tiny_splits):
+    # 36 training images at batch 16: 3 steps an epoch, so a floor of 12 steps is 4 epochs.
+    # lr=1e-9: validation accuracy never beats epoch 1's, a plateau from epoch 2 on.
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", lr=1e-9, early_stopping_patience=1,
+        min_steps=12, max_epochs=20), sink)
+    m = result.metrics
+    assert m["stop_reason"] == "plateau"
+    assert result.epochs_run == 5 == m["epochs_run"]  # 4 for the floor + a 1-epoch cool-down
+    assert ("after epoch 4: validation accuracy has not improved for 3 epochs; cooling the "
+            "learning rate down over 1 more epoch") in sink.messages
+    assert m["history"][3]["lr"] > 0 and m["history"][-1]["lr"] == 0.0  # the cool-down's end
+    manifest = manifest_of(result)
+    assert manifest["config"]["epochs"] == "auto"
+    assert manifest["metrics"]["epochs_run"] == 5
+    assert manifest["metrics"]["stop_reason"] == "plateau"
+
+
+def test_without_a_floor_the_plateau_stops_sooner(tmp_path, tiny_splits):
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", lr=1e-9, early_stopping_patience=1,
+        min_steps=0, max_epochs=20), Recorder())
+    assert result.metrics["stop_reason"] == "plateau"
+    assert result.epochs_run == 3  # plateau seen after epoch 2, one epoch of cool-down
+
+
+def test_the_ceiling_ends_training_with_a_cool_down(tmp_path, tiny_splits):
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=None, max_epochs=3),
+        sink)
+    m = result.metrics
+    assert result.epochs_run == 3 and m["stop_reason"] == "max_epochs"
+    assert m["history"][1]["lr"] > 0 and m["history"][-1]["lr"] == 0.0
+    assert any("the ceiling max_epochs=3 is near" in msg for msg in sink.messages)
+    assert [e.epochs for e in sink.epochs] == [3, 3, 3]
+
+
+def test_an_integer_still_means_that_many_epochs(tmp_path, tiny_splits):
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs=3, early_stopping_patience=None), Recorder())
+    assert result.epochs_run == 3 and result.metrics["stop_reason"] == "epochs"
