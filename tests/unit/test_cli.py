@@ -66,3 +66,22 @@ def test_bad_settings_are_one_line_naming_the_variable_and_exit_2(home, monkeypa
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: invalid settings: ") and named in line
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("url", ["s3://b/ds.zip?X-Amz-Signature=abc",
+                                 "gs://b/x.zip?X-Goog-Signature=abc",
+                                 "file:///d.zip?token=abc", "s3://b/ds.zip#abc"])
+def test_project_create_refuses_a_token_in_the_url_without_printing_it(home, url):
+    result = CliRunner().invoke(cli.main, ["project", "create", "--name", "p", "--dataset", url])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: dataset URL refused: ") and url.split("?")[0].split("#")[0] in line
+    assert "abc" not in result.stdout + result.stderr
+
+
+def test_project_create_prints_a_url_without_user_info(home):
+    url = "https://alice:abc@storage.googleapis.com/b/x.zip?X-Goog-Signature=abc"
+    result = CliRunner().invoke(cli.main, ["project", "create", "--name", "p", "--dataset", url])
+    assert result.exit_code == 0, result.output
+    assert "dataset: https://storage.googleapis.com/b/x.zip" in result.stdout
+    assert "abc" not in result.stdout + result.stderr

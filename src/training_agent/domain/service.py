@@ -37,6 +37,7 @@ from .ports import (
     TrainRequest,
     TrainResult,
 )
+from .urls import check_dataset_url, redact_text, redact_url
 from .verdict import job_metrics, judge
 from .views import (
     JobMetricsView,
@@ -45,7 +46,6 @@ from .views import (
     ProgressView,
     StatusView,
     job_summary,
-    redact_url,
 )
 
 PROGRESS_SAVE_SECONDS = 2.0
@@ -94,6 +94,7 @@ class TrainingService:
     def create_project(
         self, name: str, dataset_url: str, config: dict[str, Any] | None = None
     ) -> Project:
+        check_dataset_url(dataset_url)
         self._checked_config(config or {})
         project = self.repo.add_project(Project(name=name, training_config=config or {}))
         self.repo.add_dataset(Dataset(project_id=project.id, gcs_url=dataset_url, name=name))
@@ -106,7 +107,9 @@ class TrainingService:
             raise InvalidInput(f"dataset file {archive_path} does not exist")
         if not zipfile.is_zipfile(archive_path):
             raise InvalidInput(f"dataset file {archive_path} is not a zip archive")
-        url = f"{self.model_store_url.rstrip('/')}/datasets/{new_id()}/{archive_path.name}"
+        # '?' and '#' would read as a query or fragment (refused on these schemes): escaped
+        name = archive_path.name.replace("?", "%3F").replace("#", "%23")
+        url = f"{self.model_store_url.rstrip('/')}/datasets/{new_id()}/{name}"
         return self.blobs.upload(archive_path, url)
 
     def start(
@@ -116,7 +119,7 @@ class TrainingService:
         """Validate and claim: a queued job, or NotFound / InvalidConfig / Conflict."""
         project_id = checked_id(project_id)
         project = self.repo.get_project(project_id)
-        self.repo.latest_dataset(project_id)
+        check_dataset_url(self.repo.latest_dataset(project_id).gcs_url)
         config = self._checked_config(project.training_config, overrides)
         job = TrainingJob(project_id=project_id, config=config.model_dump(), worker_id=worker_id)
         job = self.repo.claim_job(job, None if force else STARTABLE)
@@ -143,6 +146,7 @@ class TrainingService:
         if not job.active:
             return job
         step = job.state.value
+        cause = redact_text(cause)
         job.fail(cause)
         if self.repo.save_job(job):
             self._after_failure(job, step, cause, type_name="WorkerLost")
@@ -169,7 +173,8 @@ class TrainingService:
             self._log(project.id, "warning", "training stopped: job cancelled", job_id=job.id)
         except Exception as exc:  # every failure ends the job failed, named and logged
             step = job.state.value
-            cause = f"{type(exc).__name__}: {exc}"
+            # other code's messages may hold a URL: no token reaches the error, logs or chat
+            cause = redact_text(f"{type(exc).__name__}: {exc}")
             if job.active:
                 job.fail(cause)
                 if self.repo.save_job(job):
@@ -185,6 +190,7 @@ class TrainingService:
         config = resolve_config(job.config)  # stored resolved; a bad row still names its key
         dataset = self.repo.latest_dataset(project.id)
         self._step(job, JobState.DOWNLOADING)  # the claim made the project `training`
+        check_dataset_url(dataset.gcs_url)  # a row written before the rule (or by `watch`)
         zip_path = work / "dataset.zip"
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
@@ -250,7 +256,7 @@ class TrainingService:
         job = self.repo.latest_job(project_id)
         view = StatusView(
             project_id=project.id, project_status=project.status.value,
-            recent_logs=[LogView(level=e.level, message=e.message, details=e.details,
+            recent_logs=[LogView(level=e.level, message=redact_text(e.message), details=e.details,
                                  created_at=e.created_at)
                          for e in self.repo.recent_logs(project_id, log_limit)],
         )
@@ -259,12 +265,13 @@ class TrainingService:
             stored = job.progress.get("metrics")
             metrics = (JobMetricsView.model_validate(job_metrics(stored))
                        if job.state is JobState.SUCCEEDED and isinstance(stored, dict) else None)
+            error = redact_text(job.error) if job.error else None  # rows from before the rule
             view.job = JobView(
-                id=job.id, state=job.state.value, error=job.error,
+                id=job.id, state=job.state.value, error=error,
                 progress=ProgressView.model_validate(job.progress),
                 model_url=redact_url(url) if url else None,
                 started_at=job.created_at, finished_at=job.finished_at,
-                metrics=metrics, summary=job_summary(job.state.value, job.error, metrics),
+                metrics=metrics, summary=job_summary(job.state.value, error, metrics),
             )
         return view
 
@@ -290,7 +297,7 @@ class TrainingService:
             try:
                 config = self._checked_config(job.config)
             except InvalidInput as exc:
-                cause = f"{type(exc).__name__}: {exc}"
+                cause = redact_text(f"{type(exc).__name__}: {exc}")
                 step = job.state.value
                 job.fail(cause)
                 if self.repo.save_job(job):
@@ -395,7 +402,7 @@ class TrainingService:
         try:
             self.notifier.notify(n)
         except Exception as exc:  # the user's chat being down never fails a job
-            self._log(n.project_id, "warning", f"notification failed: {exc}")
+            self._log(n.project_id, "warning", redact_text(f"notification failed: {exc}"))
 
     def _log(self, project_id: str | None, level: str, message: str, **details: Any) -> None:
         self._safely(self.repo.add_log,

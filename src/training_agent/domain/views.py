@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from .verdict import summarize
-
-
-def redact_url(url: str) -> str:
-    """Drop credentials and query strings (signed URLs carry tokens) before a URL is shown."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class ProgressView(BaseModel):

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
+from training_agent.domain.urls import redact_text, redact_url
 from training_agent.domain.verdict import describe_stop, worst_classes
 from training_agent.domain.views import JobView, ProgressView
 
@@ -47,7 +48,7 @@ class AgentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrainingAgentError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact_text(str(exc))}", err=True)
             ctx.exit(1)
 
 
@@ -182,7 +183,7 @@ def demo(epochs: int) -> None:
     config = {"pretrained": False, "backbone": "resnet18", "epochs": epochs, "image_size": 32,
               "batch_size": 32}
     project = service.create_project("demo-shapes", url, config)
-    click.echo(f"project {project.id} created with dataset {url}")
+    click.echo(f"project {project.id} created with dataset {redact_url(url)}")
     fail_stale_jobs(container)
     job = service.start(project.id)
     code = run_job_in_foreground(container, job.id)
@@ -215,7 +216,7 @@ def project_create(name: str, dataset: str, config: str | None) -> None:
     else:
         url = service.store_dataset(Path(dataset))
     created = service.create_project(name, url, cfg)
-    click.echo(f"dataset: {url}")
+    click.echo(f"dataset: {redact_url(url)}")
     click.echo(created.id)
 
 

@@ -11,6 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.service import TrainingService
+from training_agent.domain.urls import redact_text
 
 from .worker.runner import JobRunner
 
@@ -27,7 +28,7 @@ def _as_tool_error() -> Iterator[None]:
     try:
         yield
     except TrainingAgentError as exc:
-        raise ToolError(f"{type(exc).__name__}: {exc}") from None
+        raise ToolError(redact_text(f"{type(exc).__name__}: {exc}")) from None
 
 
 def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:

@@ -20,20 +20,23 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from training_agent.domain.errors import BlobNotFound, StorageError, StoragePermissionDenied
 from training_agent.domain.ports import BlobStore
+from training_agent.domain.urls import key_url_problem, redact_url
 
-from .verify import MiB, check_digest, check_size, partial_file, safe_url
+from .verify import MiB, check_digest, check_size, partial_file
 
 
 def parse_gcs_url(url: str) -> tuple[str, str]:
     if url.startswith("gs://"):
+        if problem := key_url_problem(url):
+            raise StorageError(problem)
         bucket, _, key = url[len("gs://"):].partition("/")
     else:
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != ("https", "storage.googleapis.com"):
-            raise StorageError(f"not a GCS URL: {safe_url(url)}")
+            raise StorageError(f"not a GCS URL: {redact_url(url)}")
         bucket, _, key = unquote(parts.path.lstrip("/")).partition("/")
     if not bucket or not key:
-        raise StorageError(f"a GCS URL needs a bucket and an object name: {safe_url(url)}")
+        raise StorageError(f"a GCS URL needs a bucket and an object name: {redact_url(url)}")
     return bucket, key
 
 

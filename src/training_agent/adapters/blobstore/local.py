@@ -11,12 +11,15 @@ from urllib.parse import unquote, urlsplit
 
 from training_agent.domain.errors import BlobNotFound, StorageError, StoragePermissionDenied
 from training_agent.domain.ports import BlobStore
+from training_agent.domain.urls import key_url_problem, redact_url
 
 
 def file_url_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.scheme != "file":
-        raise StorageError(f"not a file:// URL: {url}")
+        raise StorageError(f"not a file:// URL: {redact_url(url)}")
+    if problem := key_url_problem(url):
+        raise StorageError(problem)
     return Path(unquote(parts.netloc + parts.path))
 
 
@@ -28,15 +31,16 @@ class LocalBlobStore(BlobStore):
     def download(self, url: str, dest: Path) -> int:
         src = file_url_path(url)
         if not src.is_file():
-            raise BlobNotFound(f"no file at {url}")
+            raise BlobNotFound(f"no file at {redact_url(url)}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             shutil.copyfile(src, dest)
         except PermissionError as exc:
-            raise StoragePermissionDenied(f"permission denied reading {url}") from exc
+            raise StoragePermissionDenied(f"permission denied reading {redact_url(url)}") from exc
         size = dest.stat().st_size
         if size != src.stat().st_size:
-            raise StorageError(f"copy of {url} is {size} bytes, expected {src.stat().st_size}")
+            raise StorageError(f"copy of {redact_url(url)} is {size} bytes, expected "
+                               f"{src.stat().st_size}")
         return size
 
     def upload(self, src: Path, url: str) -> str:
@@ -54,9 +58,9 @@ class LocalBlobStore(BlobStore):
                     os.unlink(tmp)  # a failed copy leaves no half file beside the target
                 raise
         except PermissionError as exc:
-            raise StoragePermissionDenied(f"permission denied writing {url}") from exc
+            raise StoragePermissionDenied(f"permission denied writing {redact_url(url)}") from exc
         except OSError as exc:
-            raise StorageError(f"could not write {url}: {exc}") from exc
+            raise StorageError(f"could not write {redact_url(url)}: {exc}") from exc
         return url
 
     def ping(self) -> None:

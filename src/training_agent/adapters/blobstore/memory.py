@@ -6,6 +6,7 @@ from pathlib import Path
 
 from training_agent.domain.errors import BlobNotFound, StorageError
 from training_agent.domain.ports import BlobStore
+from training_agent.domain.urls import redact_url
 
 
 class InMemoryBlobStore(BlobStore):
@@ -21,7 +22,7 @@ class InMemoryBlobStore(BlobStore):
         if "download" in self.fail_on:
             raise self.fail_on["download"]
         if url not in self.blobs:
-            raise BlobNotFound(f"no blob at {url}")
+            raise BlobNotFound(f"no blob at {redact_url(url)}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(self.blobs[url])
         return len(self.blobs[url])

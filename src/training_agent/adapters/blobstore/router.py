@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from training_agent.domain.errors import StorageError
 from training_agent.domain.ports import BlobStore
-from training_agent.domain.views import redact_url
+from training_agent.domain.urls import redact_url
 
 
 def scheme_of(url: str) -> str:

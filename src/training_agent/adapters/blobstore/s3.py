@@ -17,8 +17,9 @@ from botocore.config import Config
 
 from training_agent.domain.errors import BlobNotFound, StorageError, StoragePermissionDenied
 from training_agent.domain.ports import BlobStore
+from training_agent.domain.urls import key_url_problem, redact_url
 
-from .verify import MiB, check_digest, check_size, partial_file, safe_url
+from .verify import MiB, check_digest, check_size, partial_file
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _DENIED = {"401", "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -27,10 +28,12 @@ _DENIED = {"401", "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNot
 
 def parse_s3_url(url: str) -> tuple[str, str]:
     if not url.startswith("s3://"):
-        raise StorageError(f"not an S3 URL: {safe_url(url)}")
+        raise StorageError(f"not an S3 URL: {redact_url(url)}")
+    if problem := key_url_problem(url):
+        raise StorageError(problem)
     bucket, _, key = url[len("s3://"):].partition("/")
     if not bucket or not key:
-        raise StorageError(f"an S3 URL needs a bucket and a key: {safe_url(url)}")
+        raise StorageError(f"an S3 URL needs a bucket and a key: {redact_url(url)}")
     return bucket, key
 
 

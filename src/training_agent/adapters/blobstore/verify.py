@@ -1,5 +1,5 @@
 """What the cloud blob stores share: downloads that appear only when complete and verified,
-streaming digests, and URLs made safe to print."""
+and streaming digests."""
 
 from __future__ import annotations
 
@@ -11,18 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from training_agent.domain.errors import StorageError
 
 MiB = 1024 * 1024
-
-
-def safe_url(url: str) -> str:
-    """The URL without query, fragment or user info: signatures and tokens never get printed."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.hostname or parts.netloc.rpartition("@")[2],
-                       parts.path, "", ""))
 
 
 @contextmanager

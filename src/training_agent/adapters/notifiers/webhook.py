@@ -17,6 +17,7 @@ import httpx
 
 from training_agent.domain.models import utcnow
 from training_agent.domain.ports import Notification, Notifier
+from training_agent.domain.urls import redact_url
 
 log = logging.getLogger("training_agent.notify.webhook")
 # httpx logs every request's full URL at INFO (and httpcore its details at DEBUG): the webhook's
@@ -28,8 +29,7 @@ for _name in ("httpx", "httpcore"):
 
 def webhook_target(url: str) -> str:
     """What may be shown of a webhook URL: scheme and host, never the token-bearing rest."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+    return f"{redact_url(url, path=False)}/…"
 
 
 def webhook_message(n: Notification) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from litestar.exceptions import ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from training_agent.domain.errors import Conflict, InvalidInput, MetadataError, NotFound
+from training_agent.domain.urls import redact_text
 
 from .schemas import ErrorBody
 
@@ -20,7 +21,7 @@ STATUS_OF: dict[type[Exception], int] = {
 
 
 def error_response(status_code: int, detail: str, extra: object = None) -> Response[ErrorBody]:
-    body = ErrorBody(status_code=status_code, detail=detail,
+    body = ErrorBody(status_code=status_code, detail=redact_text(detail),
                      extra=extra if isinstance(extra, (dict, list)) else None)
     return Response(body, status_code=status_code, media_type=MediaType.JSON)
 

@@ -9,7 +9,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from training_agent.adapters.blobstore.router import BlobStoreRouter
 from training_agent.domain.ports import BlobStore, MetadataRepo
-from training_agent.domain.views import redact_url
+from training_agent.domain.urls import redact_text, redact_url
 
 from ..worker.runner import JobRunner
 from .schemas import CheckResult, Health
@@ -26,7 +26,7 @@ def _timed(check: Check) -> CheckResult:
         detail = check()
         ok = True
     except Exception as exc:  # the check's whole point is to report the failure
-        detail, ok = f"{type(exc).__name__}: {exc}"[:300], False
+        detail, ok = redact_text(f"{type(exc).__name__}: {exc}")[:300], False
     return CheckResult(ok=ok, detail=str(detail or "ok"), seconds=round(time.monotonic() - t0, 4))
 
 
