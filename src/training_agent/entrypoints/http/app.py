@@ -19,7 +19,7 @@ from ..container import Container
 from ..worker.runner import JobRunner
 from .auth import SECURITY_SCHEMES
 from .controllers import TrainingController, health
-from .errors import EXCEPTION_HANDLERS
+from .errors import EXCEPTION_HANDLERS, log_exception
 from .health import Check, default_checks
 
 log = logging.getLogger("training_agent.http")
@@ -60,9 +60,11 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
             "health_checks": Provide(provide_checks, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        # the CLI configures the root logger; Litestar only logs unhandled errors through it
+        # the CLI configures the root logger; Litestar logs errors through it: a client error
+        # as one line, a server error with its traceback (errors.log_exception)
         logging_config=LoggingConfig(
             configure_root_logger=False, log_exceptions="always",
+            exception_logging_handler=log_exception,
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}}),
         state=State({"api_key": api_key or None}),
         on_startup=[warn_if_open, *([start_runner] if manage_runner else [])],

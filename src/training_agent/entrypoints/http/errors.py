@@ -1,10 +1,17 @@
-"""The one table that maps domain errors to HTTP responses; handlers never catch them."""
+"""The one table that maps domain errors to HTTP responses; handlers never catch them.
+
+Client errors (4xx) are logged as one line (INFO; WARNING for 401/403), never as an uncaught
+exception with a traceback: anyone can send them, and each would otherwise write kilobytes."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from typing import Any
+
 from litestar import MediaType, Request, Response
-from litestar.exceptions import ValidationException
-from litestar.types import ExceptionHandlersMap
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap, Scope
 
 from training_agent.domain.errors import Conflict, InvalidInput, MetadataError, NotFound
 from training_agent.domain.urls import redact_text
@@ -18,6 +25,36 @@ STATUS_OF: dict[type[Exception], int] = {
     ValidationException: 422,  # a body that does not match the request model
     MetadataError: 503,  # the metadata store is down
 }
+LOGGED_CHARS = 300  # of a path or a message in a client-error log line
+
+
+def status_of(exc: BaseException) -> int:
+    """The status the app answers `exc` with: the table first (most specific class), then an
+    HTTPException's own code, else 500."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return exc.status_code if isinstance(exc, HTTPException) else 500
+
+
+def shorten(text: str, limit: int = LOGGED_CHARS) -> str:
+    text = redact_text(" ".join(text.split()))
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def log_exception(logger: Any, scope: Scope, _traceback: list[str]) -> None:
+    """Litestar's `exception_logging_handler`, called while the exception is being handled."""
+    exc = sys.exc_info()[1]
+    path = shorten(str(scope.get("path", "")))
+    status = status_of(exc) if exc is not None else 500
+    if status >= 500:
+        logger.exception("Uncaught exception (connection_type=%s, path=%r):",
+                         scope.get("type"), path)
+        return
+    detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
+    logger.log(logging.WARNING if status in (401, 403) else logging.INFO,
+               "%s %s -> %d %s: %s", scope.get("method", scope.get("type")), path, status,
+               type(exc).__name__, shorten(str(detail)))
 
 
 def error_response(status_code: int, detail: str, extra: object = None) -> Response[ErrorBody]:
