@@ -37,6 +37,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "current-pbn": {"opt": "adamw", "wd": 0.05, "schedule": "cosine", "warmup": "1ep", "ls": 0.1,
                     "aug": "standard", "norm": True, "holdout": True, "pbn": True},
     "plain-zi": {"zero_init": True},
+    "w": {"warmup": "1ep"},
+    "wsd": {"warmup": "1ep", "schedule": "wsd"},
+    "wsd-ls": {"warmup": "1ep", "schedule": "wsd", "ls": 0.1},
+    "wsd-shift": {"warmup": "1ep", "schedule": "wsd", "aug": "shift"},
+    "wsd-ls-pbn": {"warmup": "1ep", "schedule": "wsd", "ls": 0.1, "pbn": True},
+    "w-shift": {"warmup": "1ep", "aug": "shift"},
+    "w-x2": {"warmup": "1ep", "upscale": 2},
+    "w-shift-x2": {"warmup": "1ep", "aug": "shift", "upscale": 2},
+    "w-light": {"warmup": "1ep", "aug": "light", "norm": True},
+    "w-ls-norm": {"warmup": "1ep", "ls": 0.1, "norm": True},
     "plain-lr05": {"lr": 5e-4},
     "plain-lr03": {"lr": 3e-4},
     "plain-sgd": {"opt": "sgd", "lr": 0.05},
@@ -138,6 +148,9 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
             return 0.01 + 0.99 * step / warm
         if v["schedule"] == "constant":
             return 1.0
+        if v["schedule"] == "wsd":  # stable, then the last 30 % linear to zero
+            start = int(total * 0.7)
+            return 1.0 if step < start else max(0.0, 1 - (step - start) / (total - start))
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
@@ -159,14 +172,18 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
             x = torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
         return tf.train(x, gen) if train else tf.eval(x)
 
-    curve, seconds = [], 0.0
+    curve, seconds, train = [], 0.0, []
     for _epoch in range(epochs):
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(len(xs), generator=gen)
+        tl, tc = 0.0, 0
         for i in range(steps):
             idx = order[i * v["batch"]:(i + 1) * v["batch"]]
-            loss = crit(model(prep(xs[idx], True)), ys[idx])
+            out = model(prep(xs[idx], True))
+            loss = crit(out, ys[idx])
+            tl += float(loss.detach()) * len(idx)
+            tc += int((out.argmax(1) == ys[idx]).sum())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -180,7 +197,8 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
             pred = torch.cat([model(prep(tx[i:i + 128], False)).argmax(1)
                               for i in range(0, len(tx), 128)])
         curve.append(round(float((pred == ty).float().mean()), 3))
-    return {"curve": curve, "seconds": round(seconds, 1)}
+        train.append((round(tl / len(xs), 2), round(tc / len(xs), 2)))
+    return {"curve": curve, "seconds": round(seconds, 1), "train": train}
 
 
 @torch.no_grad()

@@ -21,31 +21,46 @@ def test_auto_is_the_default():
     assert resolve_config({}).epochs == "auto"
 
 
-def test_plateau_waits_for_the_step_floor_then_cools_down(tmp_path, tiny_splits):
-    # 36 training images at batch 16: 3 steps an epoch, so a floor of 12 steps is 4 epochs.
-    # lr=1e-9: validation accuracy never beats epoch 1's, a plateau from epoch 2 on.
-    sink = Recorder()
+def test_plateau_waits_for_the_step_floor(tmp_path, tiny_splits):
+    # 36 training images at batch 16: 3 steps an epoch, so a floor of 24 steps is 8 epochs.
+    # lr=1e-9: validation accuracy never beats epoch 1's, a plateau from epoch 2 on; the
+    # first cycle still runs the whole floor, cooling down over its last 30 %.
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs="auto", lr=1e-9, early_stopping_patience=1,
-        min_steps=12, max_epochs=20), sink)
+        min_steps=24, max_epochs=20), Recorder())
     m = result.metrics
     assert m["stop_reason"] == "plateau"
-    assert result.epochs_run == 5 == m["epochs_run"]  # 4 for the floor + a 1-epoch cool-down
-    assert ("after epoch 4: validation accuracy has not improved for 3 epochs; cooling the "
-            "learning rate down over 1 more epoch") in sink.messages
-    assert m["history"][3]["lr"] > 0 and m["history"][-1]["lr"] == 0.0  # the cool-down's end
+    assert result.epochs_run == 8 == m["epochs_run"]
+    lrs = [h["lr"] for h in m["history"]]
+    assert lrs[3] == lrs[1] > lrs[6] > lrs[7] == 0.0  # stable, then down to zero
     manifest = manifest_of(result)
     assert manifest["config"]["epochs"] == "auto"
-    assert manifest["metrics"]["epochs_run"] == 5
+    assert manifest["metrics"]["epochs_run"] == 8
     assert manifest["metrics"]["stop_reason"] == "plateau"
 
 
 def test_without_a_floor_the_plateau_stops_sooner(tmp_path, tiny_splits):
+    sink = Recorder()
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs="auto", lr=1e-9, early_stopping_patience=1,
-        min_steps=0, max_epochs=20), Recorder())
+        min_steps=0, max_epochs=20), sink)
     assert result.metrics["stop_reason"] == "plateau"
     assert result.epochs_run == 3  # plateau seen after epoch 2, one epoch of cool-down
+    assert ("after epoch 2: validation accuracy has not improved for 1 epochs; cooling the "
+            "learning rate down over 1 more epoch") in sink.messages
+    assert result.metrics["history"][-1]["lr"] == 0.0
+
+
+def test_still_improving_at_the_end_of_a_cycle_trains_another(tmp_path, tiny_splits):
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=None, min_steps=0,
+        max_epochs=8), sink)
+    assert "after epoch 5: validation accuracy still improving; another cycle of 3 epochs" \
+        in sink.messages
+    lrs = [h["lr"] for h in result.metrics["history"]]
+    assert lrs[4] == 0.0 < lrs[5]  # the rate rises again for the second cycle
+    assert result.epochs_run == 8 and result.metrics["stop_reason"] == "max_epochs"
 
 
 def test_the_ceiling_ends_training_with_a_cool_down(tmp_path, tiny_splits):
@@ -55,8 +70,7 @@ def test_the_ceiling_ends_training_with_a_cool_down(tmp_path, tiny_splits):
         sink)
     m = result.metrics
     assert result.epochs_run == 3 and m["stop_reason"] == "max_epochs"
-    assert m["history"][1]["lr"] > 0 and m["history"][-1]["lr"] == 0.0
-    assert any("the ceiling max_epochs=3 is near" in msg for msg in sink.messages)
+    assert m["history"][0]["lr"] > 0 and m["history"][-1]["lr"] == 0.0
     assert [e.epochs for e in sink.epochs] == [3, 3, 3]
 
 

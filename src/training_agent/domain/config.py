@@ -21,13 +21,14 @@ class TrainingConfig(BaseModel):
     # "auto": train until validation accuracy stops improving (see `min_steps`, `max_epochs`)
     epochs: int | Literal["auto"] = "auto"
     max_epochs: int = Field(60, ge=1, le=1000)  # the ceiling of `epochs: auto`
-    min_steps: int = Field(400, ge=0, le=1_000_000)  # `epochs: auto` never stops before this
+    min_steps: int = Field(250, ge=0, le=1_000_000)  # `epochs: auto` never stops before this
     batch_size: int = Field(32, ge=1, le=4096)
     lr: float | None = Field(None, gt=0, le=10)  # None: the recipe's default for the optimizer
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     weight_decay: float = Field(0.05, ge=0, le=1)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    augment: Literal["none", "light", "standard", "strong"] = "standard"
+    # None / "auto": the recipe's choice (0.1 and `standard` pretrained; 0 and `shift` from scratch)
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    augment: Literal["auto", "none", "shift", "light", "standard", "strong"] = "auto"
     image_size: int | Literal["auto"] = "auto"
     early_stopping_patience: int | None = Field(5, ge=1)
     seed: int = Field(0, ge=0)

@@ -1,11 +1,14 @@
 """Augmentation and normalisation on whole uint8 batches, on the training device.
 
-Presets (`augment` in the config):
+Presets (`augment` in the config; `auto` is `standard` when fine-tuning pretrained weights and
+`shift` from scratch, see recipe.py):
   none      no augmentation
+  shift     translation by up to 1/8 of the side and a mild zoom (scale 0.85-1), no flip: keeps
+            small objects whole in small images, and never mirrors text or orientation
   light     horizontal flip, random resized crop with scale (0.6, 1)
   standard  horizontal flip, random resized crop with scale (0.3, 1), aspect (3/4, 4/3)
   strong    standard, plus brightness/contrast/saturation jitter (0.3) and random erasing
-The crop, its aspect and the flip are one affine resampling per image (`affine_grid` +
+The crop, its aspect, the translation and the flip are one affine resampling per image (`affine_grid` +
 `grid_sample`), so a batch costs a single fused operation, not a Python loop."""
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 
 PRESETS: dict[str, dict[str, float]] = {
     "none": {},
+    "shift": {"flip": 0.0, "scale_min": 0.85, "shift": 0.125, "ratio": 1.1},
     "light": {"flip": 0.5, "scale_min": 0.6},
     "standard": {"flip": 0.5, "scale_min": 0.3},
     "strong": {"flip": 0.5, "scale_min": 0.25, "jitter": 0.3, "erase": 0.25},
@@ -47,7 +51,8 @@ class BatchTransform:
         x = x.to(self.device, non_blocking=True).float()
         p = self.params
         if p:
-            x = self._crop_flip(x, gen, p["flip"], p["scale_min"])
+            x = self._crop_flip(x, gen, p["flip"], p["scale_min"], p.get("shift", 0.0),
+                                p.get("ratio", 4 / 3))
         if p.get("jitter"):
             x = self._jitter(x, gen, p["jitter"])
         x = x * self._scale + self._shift
@@ -62,15 +67,18 @@ class BatchTransform:
         return torch.rand(n, generator=gen, device=self.device)
 
     def _crop_flip(self, x: torch.Tensor, gen: torch.Generator, flip: float,
-                   scale_min: float) -> torch.Tensor:
+                   scale_min: float, shift: float = 0.0, max_ratio: float = 4 / 3
+                   ) -> torch.Tensor:
         n = x.shape[0]
         area = scale_min + (1 - scale_min) * self._rand(n, gen)
-        log_r = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * self._rand(n, gen)
+        log_r = math.log(max_ratio) * (2 * self._rand(n, gen) - 1)
         ratio = torch.exp(log_r)
         w = torch.sqrt(area * ratio).clamp(max=1.0)
         h = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = (1 - w) * (2 * self._rand(n, gen) - 1)
-        cy = (1 - h) * (2 * self._rand(n, gen) - 1)
+        # the crop's centre: anywhere inside the image, plus a translation of up to `shift` of
+        # the side past it (reflected), in [-1, 1] coordinates
+        cx = (1 - w + 2 * shift) * (2 * self._rand(n, gen) - 1)
+        cy = (1 - h + 2 * shift) * (2 * self._rand(n, gen) - 1)
         sign = torch.where(self._rand(n, gen) < flip, -1.0, 1.0)
         theta = torch.zeros(n, 2, 3, device=self.device)
         theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx

@@ -23,11 +23,18 @@ from .data import IGNORE, chunks_of, load_split
 from .distributed import DistContext
 from .evaluation import accuracy, confusion, logits_of, per_class
 from .images import auto_image_size
-from .recipe import Schedule, make_optimizer, resolved_lr
+from .recipe import (
+    COOL_DOWN,
+    Schedule,
+    make_optimizer,
+    resolved_augment,
+    resolved_label_smoothing,
+    resolved_lr,
+)
 from .registry import PluginRegistry
 
 MAX_LISTED_SKIPS = 20
-COOL_DOWN = 0.2  # `epochs: auto` cools the learning rate down over a fifth of the epochs run
+MIN_CYCLE_EPOCHS = 5  # `epochs: auto`: the shortest cycle
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
@@ -103,7 +110,8 @@ class TrainingRun:
         self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
         self._check_skipped()
         n = len(splits.class_names)
-        self.transform = BatchTransform(self.cfg.augment, self.spec.mean, self.spec.std,
+        self.augment = resolved_augment(self.cfg)
+        self.transform = BatchTransform(self.augment, self.spec.mean, self.spec.std,
                                         self.device, channels_last=cuda)
         self.autocast = self._autocast()
         self.batch = max(1, self.cfg.batch_size // dist.world)  # batch_size is global
@@ -162,9 +170,13 @@ class TrainingRun:
         self.optimizer = make_optimizer(model, cfg, self.lr)
         self.auto = cfg.epochs == "auto"
         self.max_epochs = cfg.max_epochs if self.auto else int(cfg.epochs)
-        self.end_epoch = self.max_epochs  # `auto` plans its end once validation stops improving
+        # `auto` trains in cycles, the first long enough for the `min_steps` floor
+        self.cycle_epochs = min(self.max_epochs, max(MIN_CYCLE_EPOCHS,
+                                                     math.ceil(cfg.min_steps / self.steps)))
+        self.end_epoch = self.cycle_epochs if self.auto else self.max_epochs
+        shape = "cosine" if cfg.pretrained and not self.auto else "linear"
         self.schedule = Schedule(self.optimizer, round(cfg.warmup_epochs * self.steps),
-                                 None if self.auto else self.max_epochs * self.steps)
+                                 self.end_epoch * self.steps, shape)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.runner: torch.nn.Module = model
         if self.dist.active:
@@ -172,7 +184,8 @@ class TrainingRun:
             self.runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if cfg.compile:
             self.runner = torch.compile(self.runner)
-        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing,
+        self.label_smoothing = resolved_label_smoothing(cfg)
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing,
                                                    ignore_index=IGNORE)
         self.fingerprint = checkpoints.fingerprint(
             self._resolved_config(), self.req.dataset_sha256, self.req.splits.class_names)
@@ -181,12 +194,15 @@ class TrainingRun:
                                      "state": None}
         self.stop_reason = "epochs"
         self.improved_at = 0
+        self.cycle_best = -1.0  # best validation accuracy before the current cycle
+        self.improving_at_cool_down = True
         self.start_epoch = 1
         self._resume()
 
     def _resolved_config(self) -> dict[str, Any]:
         return {**self.cfg.model_dump(), "image_size": self.image_size, "lr": self.lr,
-                "precision": self.precision}
+                "precision": self.precision, "augment": self.augment,
+                "label_smoothing": self.label_smoothing}
 
     # ---- checkpoints ------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -220,6 +236,8 @@ class TrainingRun:
         self.end_epoch = int(plan.get("end_epoch", self.end_epoch))
         self.stop_reason = str(plan.get("stop_reason", self.stop_reason))
         self.improved_at = int(plan.get("improved_at", self.best["epoch"]))
+        self.cycle_best = float(plan.get("cycle_best", self.cycle_best))
+        self.improving_at_cool_down = bool(plan.get("improving_at_cool_down", True))
         self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.end_epoch}")
 
     def _check_fits(self, state: dict[str, Any]) -> None:
@@ -242,7 +260,8 @@ class TrainingRun:
             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
             "history": self.history, "best": self.best,
             "plan": {"end_epoch": self.end_epoch, "stop_reason": self.stop_reason,
-                     "improved_at": self.improved_at},
+                     "improved_at": self.improved_at, "cycle_best": self.cycle_best,
+                     "improving_at_cool_down": self.improving_at_cool_down},
         })
 
     # ---- training ---------------------------------------------------------------------------
@@ -296,15 +315,16 @@ class TrainingRun:
         cool-down instead of stopping at once (see `_plan_cool_down`)."""
         cfg = self.cfg
         left = self.end_epoch - epoch
-        if timed_out or (left and elapsed + seconds > budget):
+        stop = timed_out or bool(left and elapsed + seconds > budget)
+        if stop:
             self.stop_reason = "max_minutes"
         elif self.auto:
             self._plan_cool_down(epoch, seconds, elapsed, budget)
-            left = self.end_epoch - epoch
+            return self.end_epoch <= epoch
         elif (left and cfg.early_stopping_patience is not None and self.has_val
               and epoch - self.improved_at >= cfg.early_stopping_patience):
-            self.stop_reason = "early_stopping"
-        if left and (self.stop_reason == "max_minutes" or self.stop_reason == "early_stopping"):
+            self.stop_reason, stop = "early_stopping", True
+        if stop and left:
             self._say(f"stopped after epoch {epoch}/{self.end_epoch}: "
                       f"{self.stop_reason.replace('_', ' ')}")
             return True
@@ -312,31 +332,54 @@ class TrainingRun:
 
     def _plan_cool_down(self, epoch: int, seconds: float, elapsed: float,
                         budget: float) -> None:
-        """`epochs: auto`: at full learning rate until validation accuracy has not improved for
-        `early_stopping_patience` epochs (and at least `min_steps` steps ran), then a linear
-        cool-down to zero over a fifth of the epochs run, and stop. The ceiling (`max_epochs`)
-        and the time budget (`max_minutes`) start the cool-down early enough to end within
-        them."""
+        """`epochs: auto` trains in warmup-stable-decay cycles. The first is long enough for
+        the `min_steps` floor (at least 5 epochs); each cools the rate down to zero over its
+        last 30 %. Within a cycle, once the floor is met, `early_stopping_patience` epochs
+        without a better validation accuracy start the cool-down at once. At a cycle's end,
+        another cycle of the same length follows only if validation accuracy was still
+        improving when the cool-down began and the cycle beat the one before; else training
+        stops (`plateau`). The ceiling (`max_epochs`) and the time budget (`max_minutes`)
+        shorten the cycle so that its cool-down ends within them."""
         cfg = self.cfg
-        if self.schedule.cooling:
-            return
         done = epoch * self.steps
-        cool = max(1, math.ceil(COOL_DOWN * epoch))
         patience = cfg.early_stopping_patience
-        if done >= cfg.min_steps and (not self.has_val or (
-                patience is not None and epoch - self.improved_at >= patience)):
-            reason = "plateau"
-            why = (f"validation accuracy has not improved for {epoch - self.improved_at} "
-                   "epochs" if self.has_val else "no validation images to watch")
-        elif epoch + cool >= cfg.max_epochs:
-            reason, cool = "max_epochs", cfg.max_epochs - epoch
-            why = f"the ceiling max_epochs={cfg.max_epochs} is near"
-        elif elapsed + (cool + 1) * seconds > budget:
-            reason, cool = "max_minutes", max(0, int((budget - elapsed) / max(seconds, 1e-9)))
-            why = f"the time limit max_minutes={cfg.max_minutes:g} is near"
-        else:
+        stale = epoch - self.improved_at
+        if epoch >= self.end_epoch:  # the cycle is over: its rate is at zero
+            if self.stop_reason == "max_minutes":
+                return
+            improving = (self.has_val and self.improving_at_cool_down
+                         and self.best["accuracy"] > self.cycle_best)
+            room = self.max_epochs - epoch
+            length = min(self.cycle_epochs, room)
+            fits = elapsed + length * seconds <= budget
+            if improving and length > 0 and fits:
+                self.cycle_best = self.best["accuracy"]
+                self.improving_at_cool_down = True
+                self.schedule.restart(done, length * self.steps)
+                self.end_epoch = epoch + length
+                self._say(f"after epoch {epoch}: validation accuracy still improving; another "
+                          f"cycle of {length} epoch{'s' if length > 1 else ''}")
+            else:
+                self.stop_reason = ("plateau" if not improving else
+                                    "max_epochs" if length <= 0 else "max_minutes")
             return
-        self.stop_reason = reason
+        if self.schedule.cooling(done):
+            return
+        cycle_epochs = epoch - self.schedule.cycle_start // self.steps
+        cool = max(1, math.ceil(COOL_DOWN * cycle_epochs))
+        if (patience is not None and self.has_val and stale >= patience
+                and done >= cfg.min_steps):
+            why = f"validation accuracy has not improved for {stale} epochs"
+            self.improving_at_cool_down = False
+        elif elapsed + (self.end_epoch - epoch) * seconds > budget:
+            cool = max(0, int((budget - elapsed) / max(seconds, 1e-9)))
+            why = f"the time limit max_minutes={cfg.max_minutes:g} is near"
+            self.improving_at_cool_down = False
+            self.stop_reason = "max_minutes"
+        else:
+            if self.schedule.cooling(done + self.steps):  # the planned cool-down begins next
+                self.improving_at_cool_down = patience is None or stale < patience
+            return
         self.end_epoch = epoch + cool
         if cool > 0:
             self.schedule.cool_down(done, cool * self.steps)

@@ -22,6 +22,18 @@ def resolved_lr(config: TrainingConfig) -> float:
     return finetune if config.pretrained else scratch
 
 
+def resolved_label_smoothing(config: TrainingConfig) -> float:
+    if config.label_smoothing is not None:
+        return config.label_smoothing
+    return 0.1 if config.pretrained else 0.0
+
+
+def resolved_augment(config: TrainingConfig) -> str:
+    if config.augment != "auto":
+        return config.augment
+    return "standard" if config.pretrained else "shift"
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainingConfig, lr: float) -> Any:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -41,41 +53,60 @@ def make_optimizer(model: torch.nn.Module, config: TrainingConfig, lr: float) ->
         return kind(groups, lr=lr, **kwargs)
 
 
+COOL_DOWN = 0.3  # the share of a cycle spent cooling the learning rate down to zero
+
+
 class Schedule:
     """The learning rate per optimizer step, as a factor of each group's base rate.
 
-    Linear warmup from 1/100 over `warmup` steps, then a *stable* phase at the full rate, then a
-    *cool-down* to zero (warmup-stable-decay). With a known length (an integer `epochs`) the
-    cool-down is planned at construction: cosine from the end of warmup to `total`. With
-    `epochs: auto` the length is not known: the rate stays at full until `cool_down(at, steps)`
-    is called (validation stopped improving, or the ceiling is near), then falls linearly to
-    zero over `steps`. Its state (including the plan) is saved in checkpoints."""
+    A *cycle*: linear warmup from 1/100 over `warmup` steps, then a stable phase at the full
+    rate, then a cool-down to zero over `decay_steps` from `decay_start`. Two shapes:
+      cosine  the cool-down starts right after warmup (the classic warmup + cosine; kept for
+              fine-tuning pretrained weights with an integer `epochs`)
+      linear  warmup-stable-decay: the rate is held and falls linearly to zero over the
+              cycle's last `COOL_DOWN` share (from scratch; `epochs: auto`)
+    `cool_down(at, steps)` moves the cool-down earlier (validation stopped improving);
+    `restart(at, length)` begins a new cycle (validation was still improving at the end of
+    one). The whole plan is in `state_dict`, so a resumed run keeps it."""
 
-    def __init__(self, optimizer: Any, warmup: int, total: int | None) -> None:
+    def __init__(self, optimizer: Any, warmup: int, total: int, shape: str = "linear") -> None:
         self.optimizer = optimizer
         self.base = [g["lr"] for g in optimizer.param_groups]
         self.step_count = 0
+        self.shape = shape
+        self.cycle_start = 0
         self.warmup = max(0, warmup)
-        self.shape = "linear"
-        self.decay_start: int | None = None
-        self.decay_steps = 0
-        if total is not None:
-            total = max(1, total)
-            self.warmup = min(self.warmup, total - 1)
-            self.shape, self.decay_start, self.decay_steps = "cosine", self.warmup, total - self.warmup
+        self.decay_start = self.decay_steps = 0
+        self.restart(0, total)
+
+    def restart(self, at: int, length: int) -> None:
+        length = max(1, length)
+        self.cycle_start = at
+        self.warmup = min(self.warmup, length - 1)
+        if self.shape == "cosine":
+            self.decay_start = at + self.warmup
+        else:
+            self.decay_start = at + max(self.warmup, round(length * (1 - COOL_DOWN)))
+        self.decay_steps = max(1, at + length - self.decay_start)
         self._apply()
 
     @property
-    def cooling(self) -> bool:
-        return self.decay_start is not None
+    def end(self) -> int:
+        """The step at which the current cycle's rate reaches zero."""
+        return self.decay_start + self.decay_steps
+
+    def cooling(self, step: int) -> bool:
+        return step >= self.decay_start
 
     def cool_down(self, at: int, steps: int) -> None:
-        self.decay_start, self.decay_steps = max(at, self.warmup), max(1, steps)
+        self.decay_start, self.decay_steps = at, max(1, steps)
+        self.shape = "linear"
 
     def factor(self, step: int) -> float:
-        if step < self.warmup:
-            return 0.01 + 0.99 * step / self.warmup
-        if self.decay_start is None or step < self.decay_start:
+        into = step - self.cycle_start
+        if into < self.warmup:
+            return 0.01 + 0.99 * into / self.warmup
+        if step < self.decay_start:
             return 1.0
         progress = min(1.0, (step - self.decay_start) / self.decay_steps)
         if self.shape == "cosine":
@@ -92,8 +123,8 @@ class Schedule:
             group["lr"] = base * f
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("base", "step_count", "warmup", "shape",
-                                              "decay_start", "decay_steps")}
+        return {k: getattr(self, k) for k in ("base", "step_count", "shape", "cycle_start",
+                                              "warmup", "decay_start", "decay_steps")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
