@@ -28,7 +28,8 @@ class FakeTrainer(Trainer):
 
     def train(self, request: TrainRequest, progress) -> TrainResult:  # type: ignore[no-untyped-def]
         self.requests.append(request)
-        epochs = request.config.epochs
+        cfg = request.config
+        epochs = min(3, cfg.max_epochs) if cfg.epochs == "auto" else cfg.epochs  # auto: 3
         for epoch in range(1, epochs + 1):
             time.sleep(self.epoch_seconds)
             if self.fail_with is not None:

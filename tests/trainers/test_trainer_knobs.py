@@ -16,6 +16,8 @@ import torch
 from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.augment import PRESETS, BatchTransform
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
+from training_agent.adapters.trainers.recipe import resolved_augment, resolved_label_smoothing
+from training_agent.domain.config import TrainingConfig
 from training_agent.domain.errors import TrainingError
 
 from .conftest import Recorder, make_request
@@ -89,9 +91,29 @@ def test_adam_no_decay_no_smoothing_strong_augment_no_warmup(tmp_path, tiny_spli
     assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.0, 0.0]
     assert run.criterion.label_smoothing == 0.0
     assert run.transform.preset == "strong"
+    # from scratch: held at the full rate, then down to 0 over the last 30 % of the 6 steps
     lrs = [h["lr"] for h in result.metrics["history"]]
-    assert lrs[0] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # cosine at once
+    assert lrs[0] == pytest.approx(0.002)
     assert lrs[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_recipe_defaults_follow_how_the_model_starts():
+    """Fine-tuning keeps warmup + cosine, smoothing 0.1 and `standard`; from scratch the rate
+    is held then cooled linearly, with no smoothing and the `shift` preset."""
+    from training_agent.adapters.trainers.recipe import Schedule
+
+    def lr_factors(shape):
+        schedule = Schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1),
+                            0, 10, shape)
+        return [schedule.factor(step) for step in (0, 5, 7, 10)]
+
+    assert lr_factors("cosine") == pytest.approx(
+        [1.0, 0.5, 0.5 * (1 + math.cos(math.pi * 0.7)), 0.0])
+    assert lr_factors("linear") == pytest.approx([1.0, 1.0, 1.0, 0.0])
+    config = TrainingConfig(pretrained=True)
+    assert resolved_label_smoothing(config) == 0.1 and resolved_augment(config) == "standard"
+    scratch = TrainingConfig(pretrained=False)
+    assert resolved_label_smoothing(scratch) == 0.0 and resolved_augment(scratch) == "shift"
 
 
 def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny_splits, probe):
@@ -104,7 +126,8 @@ def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny
     assert type(run.optimizer) is torch.optim.AdamW
     assert [g["initial_lr"] for g in run.optimizer.param_groups] == [1e-3, 1e-3]
     assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.05, 0.0]
-    assert run.criterion.label_smoothing == 0.1 and run.transform.preset == "light"
+    assert run.criterion.label_smoothing == 0.0 and run.transform.preset == "light"  # scratch
+    assert m["config"]["label_smoothing"] == 0.0 and m["config"]["augment"] == "light"
     assert m["config"]["image_size"] == m["input"]["image_size"] == 32
     assert m["config"]["precision"] == m["runtime"]["precision"] == "fp32"
     assert m["runtime"]["device"] == "cpu"

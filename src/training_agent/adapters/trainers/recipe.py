@@ -71,7 +71,8 @@ class Schedule:
 
     def __init__(self, optimizer: Any, warmup: int, total: int, shape: str = "linear") -> None:
         self.optimizer = optimizer
-        self.base = [g["lr"] for g in optimizer.param_groups]
+        # `initial_lr`, as torch's schedulers record it: the rate the schedule scales
+        self.base = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.step_count = 0
         self.shape = shape
         self.cycle_start = 0
