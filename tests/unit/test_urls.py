@@ -51,3 +51,18 @@ def test_query_or_fragment_on_key_only_schemes_is_refused_without_the_token(url)
 def test_other_urls_pass_the_rule(url):
     assert key_url_problem(url) is None
     check_dataset_url(url)
+
+
+@pytest.mark.parametrize("text", ["a" * 1_000_000, "a:" * 500_000, "s3:/" * 250_000,
+                                  "s3://" + "a" * 1_000_000 + "?sig=abc"])
+def test_redact_text_takes_linear_time_on_hostile_text(text):
+    import time
+
+    t0 = time.monotonic()
+    redacted = redact_text(text)
+    assert time.monotonic() - t0 < 1.0
+    assert "abc" not in redacted[-10:]
+
+
+def test_redact_text_finds_a_url_glued_to_a_long_word():
+    assert "abc" not in redact_text("x" * 100 + "s3://b/k?sig=abc")

@@ -15,7 +15,9 @@ from .errors import InvalidInput
 # would be read as part of the key, and often carries a token (X-Amz-Signature, ...).
 KEY_ONLY_SCHEMES = ("s3", "gs", "file")
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# the scheme's length is bounded: linear time on any text (a megabyte of letters would
+# otherwise take minutes of backtracking)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>`]+")
 
 
 def redact_url(url: str, *, path: bool = True) -> str:
