@@ -21,6 +21,7 @@ from .auth import SECURITY_SCHEMES
 from .controllers import TrainingController, health
 from .errors import EXCEPTION_HANDLERS, log_exception
 from .health import Check, default_checks
+from .request import MAX_BODY_BYTES, AgentRequest
 
 log = logging.getLogger("training_agent.http")
 
@@ -60,6 +61,8 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
             "health_checks": Provide(provide_checks, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=AgentRequest,
+        request_max_body_size=MAX_BODY_BYTES,  # 413 beyond it
         # the CLI configures the root logger; Litestar logs errors through it: a client error
         # as one line, a server error with its traceback (errors.log_exception)
         logging_config=LoggingConfig(
