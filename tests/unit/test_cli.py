@@ -85,3 +85,25 @@ def test_project_create_prints_a_url_without_user_info(home):
     assert result.exit_code == 0, result.output
     assert "dataset: https://storage.googleapis.com/b/x.zip" in result.stdout
     assert "abc" not in result.stdout + result.stderr
+
+
+def test_project_create_stores_the_validated_config_with_only_the_keys_given(home, tmp_path):
+    from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
+    from training_agent.testing.datasets import make_dataset_zip
+
+    archive = make_dataset_zip(tmp_path / "d.zip", classes=2, per_class={"train": 2})
+    result = CliRunner().invoke(cli.main, [
+        "project", "create", "--name", "p", "--dataset", str(archive),
+        "--config", '{"lr": 1, "max_minutes": 5, "epochs": 3, "pretrained": false}'])
+    assert result.exit_code == 0, result.output
+    project_id = result.stdout.strip().splitlines()[-1]
+    stored = SqliteMetadataRepo(home / "training-agent.sqlite3").get_project(project_id)
+    config = stored.training_config
+    assert config == {"lr": 1.0, "max_minutes": 5.0, "epochs": 3, "pretrained": False}
+    assert type(config["lr"]) is float and type(config["max_minutes"]) is float
+    assert type(config["epochs"]) is int
+
+    refused = CliRunner().invoke(cli.main, [
+        "project", "create", "--name", "q", "--dataset", str(archive),
+        "--config", '{"pretrained": "no"}'])
+    assert refused.exit_code == 1 and "pretrained" in refused.stderr

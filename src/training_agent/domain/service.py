@@ -95,8 +95,9 @@ class TrainingService:
         self, name: str, dataset_url: str, config: dict[str, Any] | None = None
     ) -> Project:
         check_dataset_url(dataset_url)
-        self._checked_config(config or {})
-        project = self.repo.add_project(Project(name=name, training_config=config or {}))
+        # stored as validated (strict types; 1 for a float knob is 1.0), only the keys given
+        validated = self._checked_config(config or {}).model_dump(mode="json", exclude_unset=True)
+        project = self.repo.add_project(Project(name=name, training_config=validated))
         self.repo.add_dataset(Dataset(project_id=project.id, gcs_url=dataset_url, name=name))
         self._log(project.id, "info", "project created", dataset_url=redact_url(dataset_url))
         return project
