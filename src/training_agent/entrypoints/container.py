@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dependency_injector import containers, providers
@@ -14,6 +16,7 @@ from training_agent.adapters.notifiers.log import LogNotifier
 from training_agent.adapters.notifiers.webhook import WebhookNotifier
 from training_agent.adapters.trainers.lazy import LazyTrainer
 from training_agent.domain.archive import IntakeLimits
+from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.ports import BlobStore, MetadataRepo, Trainer
 from training_agent.domain.service import TrainingService
 
@@ -27,27 +30,49 @@ def _pytorch_trainer() -> Trainer:
     return PyTorchTrainer()
 
 
+class MissingExtra(TrainingAgentError):
+    """A configured backend whose optional dependencies (a package extra) are not installed."""
+
+
+@contextmanager
+def _needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Turns the adapter's failed import into one line naming the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("training_agent"):
+            raise  # our own module missing is a broken install, not a missing extra
+        raise MissingExtra(
+            f"{what} needs the '{extra}' extra, and {exc.name or 'one of its modules'} is not "
+            f"installed: pip install 'training-agent[{extra}]'") from exc
+
+
 # The cloud adapters are imported when chosen: each needs its extra (postgres, supabase, gcs, s3).
 def _postgres_repo(dsn: str) -> MetadataRepo:
-    from training_agent.adapters.metadata.postgres import PostgresMetadataRepo
+    with _needs_extra("postgres", "DATABASE_URL is set: the Postgres metadata store"):
+        from training_agent.adapters.metadata.postgres import PostgresMetadataRepo
 
     return PostgresMetadataRepo(dsn)
 
 
 def _supabase_repo(url: str, key: str) -> MetadataRepo:
-    from training_agent.adapters.metadata.supabase import SupabaseMetadataRepo
+    with _needs_extra("supabase", "SUPABASE_URL and SUPABASE_KEY are set: the Supabase "
+                                  "metadata store"):
+        from training_agent.adapters.metadata.supabase import SupabaseMetadataRepo
 
     return SupabaseMetadataRepo(url, key)
 
 
 def _gcs_store(credentials_file: str | None, emulator_host: str | None) -> BlobStore:
-    from training_agent.adapters.blobstore.gcs import GcsBlobStore
+    with _needs_extra("gcs", "Google Cloud Storage (gs:// URLs)"):
+        from training_agent.adapters.blobstore.gcs import GcsBlobStore
 
     return GcsBlobStore(credentials_file=credentials_file, emulator_host=emulator_host)
 
 
 def _s3_store(endpoint_url: str | None) -> BlobStore:
-    from training_agent.adapters.blobstore.s3 import S3BlobStore
+    with _needs_extra("s3", "S3 (s3:// URLs)"):
+        from training_agent.adapters.blobstore.s3 import S3BlobStore
 
     return S3BlobStore(endpoint_url=endpoint_url)
 
