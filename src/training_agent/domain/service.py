@@ -51,12 +51,20 @@ from .views import (
 PROGRESS_SAVE_SECONDS = 2.0
 
 
+SHOWN_ID_CHARS = 40  # of a value that is not a UUID, in the error that refuses it
+
+
 def checked_id(value: str, what: str = "project_id") -> str:
-    """IDs are UUIDs; anything else is bad input (422), not a missing row (404)."""
+    """IDs are UUIDs; anything else is bad input (422), not a missing row (404). The error
+    shows at most the first SHOWN_ID_CHARS characters of the value."""
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
-        raise InvalidInput(f"{what} {value!r} is not a UUID") from None
+        text = str(value)
+        if len(text) <= SHOWN_ID_CHARS:
+            raise InvalidInput(f"{what} {text!r} is not a UUID") from None
+        raise InvalidInput(f"{what} {text[:SHOWN_ID_CHARS]!r}… ({len(text)} characters) is not "
+                           "a UUID") from None
 
 
 def sha256_of(path: Path) -> str:

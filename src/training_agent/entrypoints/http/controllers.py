@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, PathParameter
 
 from training_agent.domain.service import TrainingService
 from training_agent.domain.views import StatusView
@@ -14,6 +16,10 @@ from ..worker.runner import JobRunner
 from .auth import SECURITY, require_api_key
 from .health import Check, run_checks
 from .schemas import CancelAccepted, ErrorBody, Health, StartAccepted, StartRequest
+
+# a str, not a UUID, so a bad one gets the API's own 422 ("... is not a UUID"); the schema
+# says `format: uuid` so that clients and schema-driven fuzzers send UUIDs
+ProjectId = Annotated[str, PathParameter(format="uuid", description="the project's id (a UUID)")]
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -46,14 +52,14 @@ class TrainingController(Controller):
     @get("/status/{project_id:str}", name="training_status", operation_id="trainingStatus",
          sync_to_thread=True, summary="The project's status, its latest job and recent logs",
          responses=_errors(401, 404, 422))
-    def status(self, project_id: FromPath[str],
+    def status(self, project_id: ProjectId,
                service: NamedDependency[TrainingService]) -> StatusView:
         return service.status(project_id)
 
     @post("/cancel/{project_id:str}", operation_id="cancelTraining", status_code=202,
           sync_to_thread=True, summary="Cancel the project's active job",
           responses=_errors(401, 404, 409, 422))
-    def cancel(self, project_id: FromPath[str],
+    def cancel(self, project_id: ProjectId,
                runner: NamedDependency[JobRunner]) -> CancelAccepted:
         job = runner.cancel(project_id)
         return CancelAccepted(job_id=job.id, project_id=job.project_id, state=job.state.value,

@@ -26,6 +26,8 @@ STATUS_OF: dict[type[Exception], int] = {
     MetadataError: 503,  # the metadata store is down
 }
 LOGGED_CHARS = 300  # of a path or a message in a client-error log line
+DETAIL_CHARS = 2000  # of an error body's detail; ...and of a string in its `extra`: EXTRA_CHARS
+EXTRA_CHARS = 200
 
 
 def status_of(exc: BaseException) -> int:
@@ -57,9 +59,25 @@ def log_exception(logger: Any, scope: Scope, _traceback: list[str]) -> None:
                type(exc).__name__, shorten(str(detail)))
 
 
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _clipped(value: Any) -> Any:
+    """`extra` (Litestar's validation details) with long strings cut: a hostile request's
+    10 kB key or value is not echoed whole."""
+    if isinstance(value, str):
+        return clip(redact_text(value), EXTRA_CHARS)
+    if isinstance(value, dict):
+        return {_clipped(k): _clipped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clipped(v) for v in value]
+    return value
+
+
 def error_response(status_code: int, detail: str, extra: object = None) -> Response[ErrorBody]:
-    body = ErrorBody(status_code=status_code, detail=redact_text(detail),
-                     extra=extra if isinstance(extra, (dict, list)) else None)
+    body = ErrorBody(status_code=status_code, detail=clip(redact_text(detail), DETAIL_CHARS),
+                     extra=_clipped(extra) if isinstance(extra, (dict, list)) else None)
     return Response(body, status_code=status_code, media_type=MediaType.JSON)
 
 

@@ -15,7 +15,9 @@ __all__ = ["CancelAccepted", "CheckResult", "ErrorBody", "Health", "StartAccepte
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    project_id: str = Field(description="the project to train (a UUID)")
+    # a str (not a UUID) so that a bad one gets the API's own 422; the schema says uuid
+    project_id: str = Field(description="the project to train (a UUID)",
+                            json_schema_extra={"format": "uuid"})
     config: dict[str, Any] | None = Field(
         None, description="training config overrides, merged over the project's config")
     force: bool = Field(False, description="start from any project status (never while a job "
