@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import InvalidConfig
+
+INT_OR_AUTO_RANGES = {"image_size": (16, 1024), "epochs": (1, 1000)}
 
 
 class TrainingConfig(BaseModel):
@@ -39,18 +48,12 @@ class TrainingConfig(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0)
     compile: bool = False
 
-    @field_validator("image_size")
+    @field_validator("image_size", "epochs")
     @classmethod
-    def _image_size_range(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 16 <= v <= 1024:
-            raise ValueError("image_size must be between 16 and 1024, or 'auto'")
-        return v
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs_range(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 1 <= v <= 1000:
-            raise ValueError("epochs must be between 1 and 1000, or 'auto'")
+    def _int_or_auto_range(cls, v: int | str, info: ValidationInfo) -> int | str:
+        low, high = INT_OR_AUTO_RANGES[str(info.field_name)]
+        if isinstance(v, int) and not low <= v <= high:
+            raise ValueError(f"{info.field_name} must be between {low} and {high}, or 'auto'")
         return v
 
     @field_validator("device")
