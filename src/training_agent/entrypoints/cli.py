@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -286,16 +287,38 @@ def backbones() -> None:
             click.echo(f"  {name}")
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, `localhost`)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, type=int, show_default=True)
-def serve(host: str, port: int) -> None:
-    """The HTTP API; jobs run in worker processes (at most MAX_CONCURRENT_JOBS at once)."""
+@click.option("--allow-unauthenticated", is_flag=True,
+              help="listen beyond loopback without MCP_API_KEY (anyone who reaches the port "
+                   "can start and cancel training)")
+def serve(host: str, port: int, allow_unauthenticated: bool) -> None:
+    """The HTTP API; jobs run in worker processes (at most MAX_CONCURRENT_JOBS at once).
+
+    Beyond loopback it needs MCP_API_KEY, unless --allow-unauthenticated says otherwise."""
+    settings = _settings()
+    if not settings.mcp_api_key and not is_loopback(host) and not allow_unauthenticated:
+        click.echo(f"error: refusing to serve on {host} without MCP_API_KEY: anyone who can "
+                   "reach the port could start and cancel training; set MCP_API_KEY, listen "
+                   "on 127.0.0.1, or pass --allow-unauthenticated", err=True)
+        sys.exit(2)
+
     import uvicorn
 
     from .http import create_app
 
-    settings, container = _settings(), _container()
+    container = _container()
     runner = build_runner(container, settings, agent_id("serve", port))
     app = create_app(container, runner, api_key=settings.mcp_api_key)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
