@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
+import re
+import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from training_agent.domain.archive import IntakeLimits, build_splits, extract_dataset
-from training_agent.domain.errors import DatasetInvalid
+from training_agent.domain.errors import DatasetInvalid, DiskFull
 
 IMG = b"\xff\xd8 not decoded here"
 
@@ -156,3 +160,55 @@ def test_refusal_writes_nothing_outside_the_work_folder(tmp_path):
     with pytest.raises(DatasetInvalid):
         intake(tmp_path, archive)
     assert files_outside(tmp_path, tmp_path / "work") == []
+
+
+def zip_bomb(path: Path, name: str = "train/cat/bomb.jpg", size: int = 256 * 1024**2) -> Path:
+    """basic() plus one member of `size` zeros, deflated (about 1000:1), written in chunks."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, data in basic().items():
+            zf.writestr(member, data)
+        with zf.open(name, "w", force_zip64=True) as out:
+            zeros = bytes(1 << 20)
+            for _ in range(size >> 20):
+                out.write(zeros)
+    return path
+
+
+def test_a_zip_bomb_is_refused_from_the_central_directory_before_anything_is_written(tmp_path):
+    archive = zip_bomb(tmp_path / "bomb.zip")  # 256 MiB of zeros in well under 1 MB
+    assert archive.stat().st_size < 1024**2
+    dest = tmp_path / "work" / "data"
+    t0 = time.monotonic()
+    with pytest.raises(DatasetInvalid) as err:
+        extract_dataset(archive, dest)
+    assert time.monotonic() - t0 < 5  # it used to inflate all of it first
+    message = str(err.value)
+    assert "train/cat/bomb.jpg" in message and "zip bomb" in message
+    assert re.search(r"ratio 0\.00\d+, below the minimum of 0\.01", message), message
+    assert not dest.exists()  # nothing written, not even the folder
+
+
+def test_small_members_that_compress_well_are_not_bombs(tmp_path):
+    # under 100 KiB inflated, a member is not ratio-checked (as Apache POI's grace size)
+    members = basic() | {"train/cat/blank.jpg": b"\0" * (64 * 1024)}
+    archive = write_zip(tmp_path / "d.zip", members, compression=zipfile.ZIP_DEFLATED)
+    splits = intake(tmp_path, archive)
+    assert len(splits.train) + len(splits.val) == 11
+
+
+def test_an_archive_larger_than_the_free_disk_space_is_refused_before_writing(
+        tmp_path, monkeypatch):
+    noise = random.Random(0).randbytes(300_000)  # does not compress: no bomb
+    archive = write_zip(tmp_path / "d.zip", basic() | {"train/cat/big.jpg": noise},
+                        compression=zipfile.ZIP_DEFLATED)
+    real = shutil.disk_usage
+
+    def small_disk(path):  # type: ignore[no-untyped-def]
+        return real(path)._replace(free=200_000)  # the filesystem as the OS reports it
+
+    monkeypatch.setattr("training_agent.domain.archive.shutil.disk_usage", small_disk)
+    dest = tmp_path / "work" / "data"
+    with pytest.raises(DiskFull, match=r"no space left on device: extracting the dataset "
+                                       r"needs 300\d{3} bytes.*200000 free"):
+        extract_dataset(archive, dest, IntakeLimits(disk_reserve_bytes=0))
+    assert not dest.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import stat
 import zipfile
 import zlib
@@ -10,17 +11,25 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import DatasetInvalid
+from .errors import DatasetInvalid, DiskFull
 from .ports import DatasetSplits
 
 SPLITS = ("train", "val", "test")
 _CHUNK = 1 << 20
+MiB = 1024**2
 
 
 @dataclass(frozen=True)
 class IntakeLimits:
     max_members: int = 200_000
     max_total_bytes: int = 20 * 1024**3
+    # compressed / uncompressed size below which a member is a zip bomb (Apache POI's
+    # ZipSecureFile default); members inflating to less than `ratio_grace_bytes` are not
+    # checked (POI's grace size: a small blank image may compress well and harms no one)
+    min_inflate_ratio: float = 0.01
+    ratio_grace_bytes: int = 100 * 1024
+    # what must stay free on the work disk after extraction (checkpoints, artifacts, logs)
+    disk_reserve_bytes: int = 256 * MiB
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
@@ -54,46 +63,103 @@ def _find_root(names: list[tuple[str, ...]]) -> int:
     )
 
 
+def _check_ratio(info: zipfile.ZipInfo, limits: IntakeLimits) -> None:
+    """Refuse a member that inflates more than 1/min_inflate_ratio times (a zip bomb), from
+    its central-directory sizes, before anything is inflated."""
+    if info.file_size < limits.ratio_grace_bytes or info.file_size == 0:
+        return
+    ratio = info.compress_size / info.file_size
+    if ratio < limits.min_inflate_ratio:
+        raise DatasetInvalid(
+            f"archive member {info.filename!r} inflates {info.compress_size} bytes to "
+            f"{info.file_size} (ratio {ratio:.4f}, below the minimum of "
+            f"{limits.min_inflate_ratio:g}): refused as a zip bomb; images do not compress "
+            "that well")
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the filesystem that holds `path` (or would hold it: the nearest folder
+    that exists)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def check_free_space(path: Path, needed: int, what: str, reserve: int = 0) -> None:
+    """DiskFull, naming `what`, unless `needed` bytes plus `reserve` fit on `path`'s disk."""
+    free = free_bytes(path)
+    if needed + reserve > free:
+        raise DiskFull(
+            f"no space left on device: {what} needs {needed} bytes"
+            + (f" (and {reserve} kept free)" if reserve else "")
+            + f", and the disk holding {path} has {free} free")
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """What intake will write: each member with its path inside the dataset folder."""
+
+    members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]]
+    total_bytes: int  # declared uncompressed size of those members
+
+
+def plan_extraction(zf: zipfile.ZipFile, limits: IntakeLimits) -> ArchivePlan:
+    """Everything checked from the central directory alone, before a byte is inflated:
+    member count, paths, total declared size, each member's compression ratio, the layout."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise DatasetInvalid(
+            f"archive has {len(infos)} members, more than the limit of {limits.max_members}"
+        )
+    members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+    declared = 0
+    for info in infos:
+        parts = _checked_parts(info)  # refusals first, junk or not
+        if info.is_dir() or not parts or _is_junk(parts):
+            continue
+        declared += info.file_size
+        if declared > limits.max_total_bytes:
+            raise DatasetInvalid(
+                f"archive member {info.filename!r} takes the dataset to {declared} bytes "
+                f"uncompressed, more than the limit of {limits.max_total_bytes}; refused"
+            )
+        members.append((info, parts))
+    strip = _find_root([p for _, p in members])
+    planned = []
+    for info, parts in members:
+        rel = parts[strip:]
+        if len(rel) < 3 or rel[0] not in SPLITS:
+            continue  # README, loose files: not part of the dataset
+        _check_ratio(info, limits)
+        planned.append((info, rel))
+    return ArchivePlan(planned, sum(info.file_size for info, _ in planned))
+
+
 def extract_dataset(
     archive: Path, dest: Path, limits: IntakeLimits = IntakeLimits()
 ) -> dict[str, dict[str, list[Path]]]:
     """Extract the split folders of `archive` into `dest`, refusing anything unsafe.
 
-    Returns split -> class -> files. Nothing is written outside `dest`."""
+    Returns split -> class -> files. Nothing is written outside `dest`, and nothing at all
+    when the central directory shows a refusal (a bomb, too big for the limit or the disk)."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetInvalid(f"dataset is not a readable zip archive: {exc}") from None
     with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_members:
-            raise DatasetInvalid(
-                f"archive has {len(infos)} members, more than the limit of {limits.max_members}"
-            )
-        members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
-        declared = 0
-        for info in infos:
-            parts = _checked_parts(info)  # refusals first, junk or not
-            if info.is_dir() or not parts or _is_junk(parts):
-                continue
-            declared += info.file_size
-            if declared > limits.max_total_bytes:
-                raise DatasetInvalid(
-                    f"archive member {info.filename!r} takes the dataset to {declared} bytes "
-                    f"uncompressed, more than the limit of {limits.max_total_bytes}; refused"
-                )
-            members.append((info, parts))
-        strip = _find_root([p for _, p in members])
+        plan = plan_extraction(zf, limits)
+        check_free_space(dest, plan.total_bytes, "extracting the dataset",
+                         limits.disk_reserve_bytes)
         dest.mkdir(parents=True, exist_ok=True)
         found: dict[str, dict[str, list[Path]]] = {s: defaultdict(list) for s in SPLITS}
         written = 0
-        for info, parts in members:
-            rel = parts[strip:]
-            if len(rel) < 3 or rel[0] not in SPLITS:
-                continue  # README, loose files: not part of the dataset
+        for info, rel in plan.members:
             target = dest.joinpath(*rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                # zipfile stops a member at its declared size (a longer stream fails its CRC),
+                # so the planned sizes bound what is written; the count is a second guard
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)

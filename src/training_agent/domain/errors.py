@@ -44,6 +44,11 @@ class DatasetInvalid(TrainingAgentError):
     """The dataset archive or its contents are unusable; the message names the offending member."""
 
 
+class DiskFull(TrainingAgentError):
+    """The local disk has (or would have) no space left: the message starts with "no space left
+    on device" and says what needed the space."""
+
+
 class StorageError(TrainingAgentError):
     """A blob could not be read or written."""
 
