@@ -282,3 +282,19 @@ def test_touch_job_beats_without_losing_progress_and_stops_once_final(repo):
     assert repo.touch_job(job.id) is False
     with pytest.raises(JobNotFound):
         repo.touch_job(new_id())
+
+
+def test_a_job_is_found_by_its_idempotency_key_and_a_key_makes_one_job(repo):
+    p, q = project(repo), project(repo, name="dogs")
+    job = repo.claim_job(TrainingJob(project_id=p.id, idempotency_key="k-1",
+                                     request_hash="h-1"), STARTABLE)
+    found = repo.job_for_idempotency_key("k-1")
+    assert found is not None and found.id == job.id and found.request_hash == "h-1"
+    assert repo.job_for_idempotency_key("k-2") is None
+    job.fail("boom")
+    assert repo.save_job(job)
+    assert repo.get_job(job.id).idempotency_key == "k-1"  # saves keep the key
+    with pytest.raises(Conflict):  # the key is taken even once its job is final
+        repo.claim_job(TrainingJob(project_id=q.id, idempotency_key="k-1"), STARTABLE)
+    assert repo.latest_job(q.id) is None
+    assert repo.get_project(q.id).status is ProjectStatus.PENDING_TRAINING

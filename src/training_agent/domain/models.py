@@ -114,6 +114,10 @@ class TrainingJob(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # a start's Idempotency-Key, and the digest of the request it came with (project, config,
+    # force): the same key again returns this job; with another request it is refused
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def active(self) -> bool:

@@ -59,6 +59,11 @@ class MetadataRepo(abc.ABC):
     def latest_job(self, project_id: str) -> TrainingJob | None: ...
 
     @abc.abstractmethod
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        """The job a start with this Idempotency-Key created (keys are unique in the store:
+        a second job with the same key is refused as a Conflict), or None."""
+
+    @abc.abstractmethod
     def save_job(self, job: TrainingJob) -> bool:
         """Writes state, progress, error, worker, heartbeat and timestamps, only while the stored
         job is still active; returns False (writing nothing) once it is final: final is final."""

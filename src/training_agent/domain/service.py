@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 import uuid
@@ -67,6 +68,34 @@ def checked_id(value: str, what: str = "project_id") -> str:
                            "a UUID") from None
 
 
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An Idempotency-Key sent again with a different request (another project, config or
+    force): refused (422, as the IETF Idempotency-Key draft says), never a second job."""
+
+
+def checked_idempotency_key(key: str) -> str:
+    """A key is 1 to 255 printable ASCII characters (a UUID is the usual choice)."""
+    if not key or not key.strip():
+        raise InvalidInput("Idempotency-Key is empty; send a unique value per start, such as a "
+                           "UUID")
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidInput(f"Idempotency-Key is {len(key)} characters; at most "
+                           f"{MAX_IDEMPOTENCY_KEY_CHARS} are allowed")
+    if not all(" " <= c <= "~" for c in key):
+        raise InvalidInput("Idempotency-Key must be printable ASCII")
+    return key
+
+
+def request_digest(project_id: str, overrides: dict[str, Any] | None, force: bool) -> str:
+    """What makes two starts the same request: project, config overrides, force."""
+    body = json.dumps({"project_id": project_id, "config": overrides or {}, "force": force},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -123,16 +152,45 @@ class TrainingService:
 
     def start(
         self, project_id: str, overrides: dict[str, Any] | None = None, force: bool = False,
-        worker_id: str | None = None,
+        worker_id: str | None = None, idempotency_key: str | None = None,
     ) -> TrainingJob:
-        """Validate and claim: a queued job, or NotFound / InvalidConfig / Conflict."""
+        """Validate and claim: a queued job, or NotFound / InvalidConfig / Conflict.
+
+        With an `idempotency_key`, a start that was already made with that key (the same
+        project, config and force) returns its job, whatever state it is in now, instead of
+        starting another or answering Conflict; the key with another request is
+        IdempotencyKeyReused."""
         project_id = checked_id(project_id)
+        key = None if idempotency_key is None else checked_idempotency_key(idempotency_key)
+        digest = request_digest(project_id, overrides, force) if key is not None else None
+        if key is not None and (earlier := self._replayed(key, digest)) is not None:
+            return earlier
         project = self.repo.get_project(project_id)
         check_dataset_url(self.repo.latest_dataset(project_id).gcs_url)
         config = self._checked_config(project.training_config, overrides)
-        job = TrainingJob(project_id=project_id, config=config.model_dump(), worker_id=worker_id)
-        job = self.repo.claim_job(job, None if force else STARTABLE)
-        self._log(project_id, "info", "training job queued", job_id=job.id, force=force)
+        job = TrainingJob(project_id=project_id, config=config.model_dump(), worker_id=worker_id,
+                          idempotency_key=key, request_hash=digest)
+        try:
+            job = self.repo.claim_job(job, None if force else STARTABLE)
+        except Conflict:
+            # a concurrent start with the same key won the claim: that is this request's job
+            if key is not None and (earlier := self._replayed(key, digest)) is not None:
+                return earlier
+            raise
+        self._log(project_id, "info", "training job queued", job_id=job.id, force=force,
+                  **({"idempotency_key": key} if key is not None else {}))
+        return job
+
+    def _replayed(self, key: str, digest: str | None) -> TrainingJob | None:
+        job = self.repo.job_for_idempotency_key(key)
+        if job is None:
+            return None
+        if job.request_hash != digest:
+            shown = key if len(key) <= SHOWN_ID_CHARS else f"{key[:SHOWN_ID_CHARS]}…"
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {shown!r} was already used for a different start (job "
+                f"{job.id} of project {job.project_id}); a retry must send the same "
+                "project_id, config and force, and a new start needs a new key")
         return job
 
     def cancel(self, project_id: str) -> TrainingJob:
@@ -426,4 +484,5 @@ class TrainingService:
             return None
 
 
-__all__ = ["JobNotFound", "TrainingService", "sha256_of", "success_message"]
+__all__ = ["IdempotencyKeyReused", "JobNotFound", "TrainingService", "sha256_of",
+           "success_message"]

@@ -72,6 +72,9 @@ class FollowerRepo(MetadataRepo):
     def latest_job(self, project_id: str) -> TrainingJob | None:
         return self.inner.latest_job(project_id)
 
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        return self.inner.job_for_idempotency_key(key)
+
     def save_job(self, job: TrainingJob) -> bool:
         return True  # cancellation reaches followers from rank 0 through the process group
 

@@ -10,6 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from training_agent.domain.errors import TrainingAgentError
+from training_agent.domain.models import JobState
 from training_agent.domain.service import TrainingService
 from training_agent.domain.urls import redact_text
 
@@ -37,12 +38,18 @@ def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
 
     @tool()
     def start_training(project_id: str, config: dict[str, Any] | None = None,
-                       force: bool = False) -> dict[str, Any]:
+                       force: bool = False,
+                       idempotency_key: str | None = None) -> dict[str, Any]:
         """Queue a training job for the project; it runs in a worker process. `config` overrides
-        the project's training config (epochs, backbone, pretrained, image_size, ...)."""
+        the project's training config (epochs, backbone, pretrained, image_size, ...).
+        `idempotency_key` (e.g. a UUID) makes a retry safe: the same key with the same
+        project_id, config and force returns the first call's job instead of a second job or a
+        conflict; the key with different arguments is refused."""
         with _as_tool_error():
-            job = service.start(project_id, config, force, worker_id=runner.owner)
-            runner.submit(job.id)
+            job = service.start(project_id, config, force, worker_id=runner.owner,
+                                idempotency_key=idempotency_key)
+            if job.state is JobState.QUEUED and job.worker_id == runner.owner:
+                runner.submit(job.id)
         return {"job_id": job.id, "project_id": job.project_id, "state": job.state.value}
 
     @tool()

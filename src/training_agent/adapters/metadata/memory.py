@@ -82,6 +82,9 @@ class InMemoryMetadataRepo(MetadataRepo):
             active = self._active(job.project_id)
             if active is not None:
                 raise Conflict(f"project {job.project_id} already has an active job {active.id}")
+            if job.idempotency_key is not None and any(
+                    j.idempotency_key == job.idempotency_key for j in self.jobs.values()):
+                raise Conflict(f"a job with Idempotency-Key {job.idempotency_key!r} exists")
             if allowed is not None and project.status not in allowed:
                 raise Conflict(f"project {job.project_id} is {project.status.value}; "
                                "a start needs pending_training, training_failed or "
@@ -110,6 +113,11 @@ class InMemoryMetadataRepo(MetadataRepo):
         with self._lock:
             rows = [j for j in self.jobs.values() if j.project_id == project_id]
         return max(rows, key=lambda j: j.created_at).model_copy(deep=True) if rows else None
+
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        with self._lock:
+            job = next((j for j in self.jobs.values() if j.idempotency_key == key), None)
+            return job.model_copy(deep=True) if job is not None else None
 
     def save_job(self, job: TrainingJob) -> bool:
         self._maybe_fail("save_job")

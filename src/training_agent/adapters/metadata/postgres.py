@@ -80,6 +80,8 @@ class PostgresMetadataRepo(MetadataRepo):
                 yield conn
         except PoolTimeout as exc:
             raise MetadataError(f"{self.where} is unreachable: {exc}") from exc
+        except psycopg.errors.UniqueViolation as exc:  # one Idempotency-Key, one job
+            raise Conflict(str(exc.diag.message_primary)) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             raise MetadataPermissionDenied(f"{self.where}: {exc.diag.message_primary}") from exc
         except psycopg.Error as exc:
@@ -191,6 +193,10 @@ class PostgresMetadataRepo(MetadataRepo):
         row = self._one("SELECT * FROM training_jobs WHERE project_id = %s "
                         "ORDER BY created_at DESC, id DESC LIMIT 1", project_id) if is_uuid(
             project_id) else None
+        return TrainingJob.model_validate(row) if row else None
+
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        row = self._one("SELECT * FROM training_jobs WHERE idempotency_key = %s", key)
         return TrainingJob.model_validate(row) if row else None
 
     def save_job(self, job: TrainingJob) -> bool:

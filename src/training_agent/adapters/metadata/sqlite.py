@@ -49,6 +49,10 @@ class SqliteMetadataRepo(MetadataRepo):
         conn.execute("PRAGMA busy_timeout=30000")
         try:
             yield conn
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):  # a second job with one Idempotency-Key (or active job)
+                raise Conflict(f"sqlite store {self.path}: {exc}") from exc
+            raise MetadataError(f"sqlite store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise MetadataError(f"sqlite store {self.path}: {exc}") from exc
         finally:
@@ -180,6 +184,10 @@ class SqliteMetadataRepo(MetadataRepo):
     def latest_job(self, project_id: str) -> TrainingJob | None:
         row = self._one("SELECT * FROM training_jobs WHERE project_id = ? "
                         "ORDER BY created_at DESC, rowid DESC LIMIT 1", project_id)
+        return TrainingJob.model_validate(row) if row else None
+
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        row = self._one("SELECT * FROM training_jobs WHERE idempotency_key = ?", key)
         return TrainingJob.model_validate(row) if row else None
 
     @staticmethod

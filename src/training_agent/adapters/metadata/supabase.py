@@ -201,6 +201,10 @@ class SupabaseMetadataRepo(MetadataRepo):
             is_uuid(project_id)) else []
         return TrainingJob.model_validate(rows[0]) if rows else None
 
+    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
+        rows = self._select("training_jobs", limit=1, idempotency_key=key)
+        return TrainingJob.model_validate(rows[0]) if rows else None
+
     def save_job(self, job: TrainingJob) -> bool:
         return bool(self._rpc("save_training_job", "training_jobs",
                               {"p_job": job.model_dump(mode="json")},

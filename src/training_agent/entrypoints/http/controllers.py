@@ -7,9 +7,10 @@ from typing import Annotated
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody, PathParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter
 
-from training_agent.domain.service import TrainingService
+from training_agent.domain.models import JobState
+from training_agent.domain.service import MAX_IDEMPOTENCY_KEY_CHARS, TrainingService
 from training_agent.domain.views import StatusView
 
 from ..worker.runner import JobRunner
@@ -20,6 +21,13 @@ from .schemas import CancelAccepted, ErrorBody, Health, StartAccepted, StartRequ
 # a str, not a UUID, so a bad one gets the API's own 422 ("... is not a UUID"); the schema
 # says `format: uuid` so that clients and schema-driven fuzzers send UUIDs
 ProjectId = Annotated[str, PathParameter(format="uuid", description="the project's id (a UUID)")]
+# checked by the service (a 422 naming the problem), documented here
+IdempotencyKey = Annotated[str | None, HeaderParameter(
+    name="Idempotency-Key", required=False,
+    description="makes a retried start safe: the same key with the same project_id, config and "
+                "force returns the job the first request made (202) instead of starting another "
+                "or a 409; the key with a different request is a 422. 1 to "
+                f"{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters, e.g. a UUID.")]
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -41,9 +49,12 @@ class TrainingController(Controller):
           responses=_errors(400, 401, 404, 409, 422))
     def start(self, request: Request, data: JSONBody[StartRequest],
               service: NamedDependency[TrainingService],
-              runner: NamedDependency[JobRunner]) -> StartAccepted:
-        job = service.start(data.project_id, data.config, data.force, worker_id=runner.owner)
-        runner.submit(job.id)
+              runner: NamedDependency[JobRunner],
+              idempotency_key: IdempotencyKey = None) -> StartAccepted:
+        job = service.start(data.project_id, data.config, data.force, worker_id=runner.owner,
+                            idempotency_key=idempotency_key)
+        if job.state is JobState.QUEUED and job.worker_id == runner.owner:
+            runner.submit(job.id)  # a replayed start's job queued by another agent stays there
         return StartAccepted(
             job_id=job.id, project_id=job.project_id, state=job.state.value,
             status_url=request.app.route_reverse("training_status", project_id=job.project_id),
