@@ -86,6 +86,30 @@ def test_https_storage_googleapis_url_reaches_the_same_object(request, tmp_path:
     assert "SECRET" not in str(caught.value) and "nope.zip" in str(caught.value)
 
 
+def test_size_looks_a_blob_up_without_reading_it(blob_case: BlobCase, tmp_path: Path):
+    url = blob_case.url("datasets/d.zip")
+    with pytest.raises(BlobNotFound, match="d.zip"):
+        blob_case.store.size(url)
+    blob_case.store.upload(write(tmp_path / "src", 1234), url)
+    assert blob_case.store.size(url) == 1234
+
+
+def test_delete_removes_a_blob_and_a_missing_one_is_no_error(blob_case: BlobCase,
+                                                            tmp_path: Path):
+    url = blob_case.url("datasets/d.zip")
+    blob_case.store.upload(write(tmp_path / "src", 10), url)
+    blob_case.store.delete(url)
+    with pytest.raises(BlobNotFound):
+        blob_case.store.download(url, tmp_path / "got")
+    blob_case.store.delete(url)  # already gone
+
+
+def test_a_denied_lookup_is_permission_denied(cloud_case: BlobCase):
+    fault(cloud_case, "denied", times=None)
+    with pytest.raises(StoragePermissionDenied, match="x.zip"):
+        cloud_case.store.size(cloud_case.url("x.zip"))
+
+
 # ---- cloud stores: failures over real HTTP ----------------------------------------------------
 def fault(case: BlobCase, which: str, **when: object) -> None:
     status, body, content_type = getattr(case, which)

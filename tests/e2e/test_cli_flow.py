@@ -131,9 +131,14 @@ def test_train_of_a_bad_archive_exits_non_zero_and_says_why(tmp_path):
     bad.write_bytes(b"not a zip")
     proc = cli(home, "project", "create", "--name", "x", "--dataset", str(bad), check=False)
     assert proc.returncode == 1 and "not a zip archive" in proc.stderr
-    url = bad.resolve().as_uri()  # recorded as a URL: refused only when the job opens it
-    project_id = cli(home, "project", "create", "--name", "x", "--dataset", url
-                     ).stdout.strip().splitlines()[-1]
+    url = bad.resolve().as_uri()  # a file:// URL is read in place at create: refused too
+    proc = cli(home, "project", "create", "--name", "x", "--dataset", url, check=False)
+    assert proc.returncode == 1 and "not a zip archive" in proc.stderr
+    # a zip that was good at create and broken by the time it trains fails the job
+    good = make_dataset_zip(tmp_path / "later.zip", per_class={"train": 2})
+    project_id = cli(home, "project", "create", "--name", "x", "--dataset",
+                     good.resolve().as_uri()).stdout.strip().splitlines()[-1]
+    good.write_bytes(b"not a zip")
     proc = cli(home, "train", project_id, "--config", '{"pretrained": false}', check=False)
     assert proc.returncode == 1 and "not a readable zip archive" in proc.stderr
     assert db_row(home, "SELECT status FROM projects WHERE id = ?", project_id)[0] == \

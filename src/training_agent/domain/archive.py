@@ -8,6 +8,7 @@ import stat
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -136,6 +137,25 @@ def plan_extraction(zf: zipfile.ZipFile, limits: IntakeLimits) -> ArchivePlan:
     return ArchivePlan(planned, sum(info.file_size for info, _ in planned))
 
 
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetInvalid(f"dataset is not a readable zip archive: {exc}") from None
+
+
+def inspect_archive(archive: Path, limits: IntakeLimits = IntakeLimits()) -> list[str]:
+    """Every check that needs no inflating (see plan_extraction), plus the classes: at least
+    two under train/, none under val/ or test/ that train/ lacks. Returns the class names.
+    Reads the central directory only, so it is cheap on any size of zip."""
+    with _open_zip(archive) as zf:
+        plan = plan_extraction(zf, limits)
+    found: dict[str, dict[str, list[str]]] = {s: defaultdict(list) for s in SPLITS}
+    for info, rel in plan.members:
+        found[rel[0]][rel[1]].append(info.filename)
+    return check_classes(found)
+
+
 def extract_dataset(
     archive: Path, dest: Path, limits: IntakeLimits = IntakeLimits()
 ) -> dict[str, dict[str, list[Path]]]:
@@ -143,11 +163,7 @@ def extract_dataset(
 
     Returns split -> class -> files. Nothing is written outside `dest`, and nothing at all
     when the central directory shows a refusal (a bomb, too big for the limit or the disk)."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetInvalid(f"dataset is not a readable zip archive: {exc}") from None
-    with zf:
+    with _open_zip(archive) as zf:
         plan = plan_extraction(zf, limits)
         check_free_space(dest, plan.total_bytes, "extracting the dataset",
                          limits.disk_reserve_bytes)
@@ -177,21 +193,28 @@ def extract_dataset(
     return {s: dict(c) for s, c in found.items()}
 
 
+def check_classes(found: Mapping[str, Mapping[str, Sequence[object]]]) -> list[str]:
+    """The sorted class names of train/ (folders with files); refuses fewer than two, and a
+    val/ or test/ class that train/ lacks."""
+    class_names = sorted(c for c, files in found.get("train", {}).items() if files)
+    if len(class_names) < 2:
+        raise DatasetInvalid(
+            f"train/ must hold at least two class folders with images; found {class_names or 'none'}"
+        )
+    for split in ("val", "test"):
+        unknown = sorted(set(found.get(split, {})) - set(class_names))
+        if unknown:
+            raise DatasetInvalid(f"{split}/ names classes that train/ lacks: {', '.join(unknown)}")
+    return class_names
+
+
 def build_splits(
     root: Path, found: dict[str, dict[str, list[Path]]], val_fraction: float, seed: int
 ) -> DatasetSplits:
     """Classes from train/, val/ held out (stratified, seeded) when missing, names checked."""
     train = found.get("train", {})
-    class_names = sorted(c for c, files in train.items() if files)
-    if len(class_names) < 2:
-        raise DatasetInvalid(
-            f"train/ must hold at least two class folders with images; found {class_names or 'none'}"
-        )
+    class_names = check_classes(found)
     index = {c: i for i, c in enumerate(class_names)}
-    for split in ("val", "test"):
-        unknown = sorted(set(found.get(split, {})) - set(class_names))
-        if unknown:
-            raise DatasetInvalid(f"{split}/ names classes that train/ lacks: {', '.join(unknown)}")
 
     def labelled(split: str) -> list[tuple[Path, int]]:
         return [(f, index[c]) for c in sorted(found.get(split, {})) for f in sorted(found[split][c])]

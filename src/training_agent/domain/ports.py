@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .config import TrainingConfig
+from .errors import StorageError
 from .models import Dataset, JobState, LogEntry, ModelRecord, Project, ProjectStatus, TrainingJob
 
 
@@ -107,6 +108,20 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def upload(self, src: Path, url: str) -> str:
         """Store the file at `url`; returns the URL."""
+
+    def size(self, url: str) -> int:
+        """The blob's size from its metadata alone (one quick HEAD, nothing read), to check
+        that it exists; raises BlobNotFound, StoragePermissionDenied or StorageError."""
+        raise StorageError(f"{type(self).__name__} cannot look a blob up without reading it")
+
+    def local_path(self, url: str) -> Path | None:
+        """The file a `file://` blob is on this machine (checks read it in place); None for
+        a remote store."""
+        return None
+
+    def delete(self, url: str) -> None:
+        """Remove the blob; one that is already gone is no error. Raises StorageError."""
+        raise StorageError(f"{type(self).__name__} cannot delete blobs")
 
     def ping(self) -> None:
         """Raises when the store cannot be reached."""

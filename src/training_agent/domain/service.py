@@ -16,7 +16,15 @@ from typing import Any
 
 from . import archive
 from .config import TrainingConfig, resolve_config
-from .errors import Conflict, InvalidInput, JobCancelled, JobNotFound
+from .errors import (
+    BlobNotFound,
+    Conflict,
+    DatasetInvalid,
+    InvalidInput,
+    JobCancelled,
+    JobNotFound,
+    TrainingAgentError,
+)
 from .models import (
     STARTABLE,
     Dataset,
@@ -131,24 +139,71 @@ class TrainingService:
     def create_project(
         self, name: str, dataset_url: str, config: dict[str, Any] | None = None
     ) -> Project:
+        """Check what can be checked at once (the URL, the config, that the dataset exists;
+        for a `file://` zip also its central directory), then write the project and dataset
+        rows. A store that cannot answer here (no credentials on this machine, unreachable)
+        is no refusal: the check is noted in the project's log and the job makes it."""
         check_dataset_url(dataset_url)
         # stored as validated (strict types; 1 for a float knob is 1.0), only the keys given
         validated = self._checked_config(config or {}).model_dump(mode="json", exclude_unset=True)
+        unchecked = self._check_dataset(dataset_url)
         project = self.repo.add_project(Project(name=name, training_config=validated))
         self.repo.add_dataset(Dataset(project_id=project.id, gcs_url=dataset_url, name=name))
         self._log(project.id, "info", "project created", dataset_url=redact_url(dataset_url))
+        if unchecked:
+            self._log(project.id, "warning", f"dataset not checked at create: {unchecked}")
         return project
 
+    def create_project_from_file(
+        self, name: str, archive_path: Path, config: dict[str, Any] | None = None
+    ) -> tuple[Project, str]:
+        """`project create` with a local zip: config and zip checked before the zip is copied
+        into the model store. Returns the project and the dataset's URL."""
+        self._checked_config(config or {})
+        url = self.store_dataset(archive_path)
+        return self.create_project(name, url, config), url
+
     def store_dataset(self, archive_path: Path) -> str:
-        """Copy a local dataset zip into the model store; returns its URL."""
-        if not archive_path.is_file():
-            raise InvalidInput(f"dataset file {archive_path} does not exist")
-        if not zipfile.is_zipfile(archive_path):
-            raise InvalidInput(f"dataset file {archive_path} is not a zip archive")
+        """Copy a local dataset zip into the model store, once its central directory passed
+        the intake checks; returns its URL."""
+        self.check_dataset_file(archive_path)
         # '?' and '#' would read as a query or fragment (refused on these schemes): escaped
         name = archive_path.name.replace("?", "%3F").replace("#", "%23")
         url = f"{self.model_store_url.rstrip('/')}/datasets/{new_id()}/{name}"
         return self.blobs.upload(archive_path, url)
+
+    def check_dataset_file(self, path: Path, shown: str | None = None) -> list[str]:
+        """A local dataset zip: exists, is a zip, passes every intake check that needs no
+        inflating (archive.inspect_archive). Returns its class names; InvalidInput otherwise."""
+        shown = shown or str(path)
+        if path.is_dir():
+            raise InvalidInput(f"dataset {shown} is a directory, not a zip: zip it (train/"
+                               "<class>/<image> at its root or inside one top folder) and give "
+                               "the zip")
+        if not path.exists():
+            raise InvalidInput(f"dataset {shown} does not exist")
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            raise InvalidInput(f"dataset file {shown} is not a zip archive")
+        try:
+            return archive.inspect_archive(path, self.limits)
+        except DatasetInvalid as exc:
+            raise InvalidInput(f"dataset {shown} refused: {exc}") from None
+
+    def _check_dataset(self, url: str) -> str | None:
+        """Refuses a dataset that is surely unusable; returns why it could not be checked,
+        or None when it was."""
+        shown = redact_url(url)
+        try:
+            path = self.blobs.local_path(url)
+            if path is None:
+                self.blobs.size(url)  # a HEAD: it exists
+        except BlobNotFound:
+            raise InvalidInput(f"dataset {shown} does not exist") from None
+        except TrainingAgentError as exc:  # no credentials here, store down, extra missing
+            return redact_text(f"{type(exc).__name__}: {exc}")
+        if path is not None:
+            self.check_dataset_file(path, shown)
+        return None
 
     def start(
         self, project_id: str, overrides: dict[str, Any] | None = None, force: bool = False,

@@ -214,9 +214,9 @@ def project_create(name: str, dataset: str, config: str | None) -> None:
     cfg = _json_option(config)
     if "://" in dataset:
         url = dataset
-    else:
-        url = service.store_dataset(Path(dataset))
-    created = service.create_project(name, url, cfg)
+        created = service.create_project(name, url, cfg)
+    else:  # checked, then copied into the model store
+        created, url = service.create_project_from_file(name, Path(dataset), cfg)
     click.echo(f"dataset: {redact_url(url)}")
     click.echo(created.id)
 

@@ -24,6 +24,8 @@ from training_agent.domain.urls import key_url_problem, redact_url
 
 from .verify import MiB, check_digest, check_size, partial_file
 
+LOOKUP_SECONDS = 10.0
+
 
 def parse_gcs_url(url: str) -> tuple[str, str]:
     if url.startswith("gs://"):
@@ -130,6 +132,26 @@ class GcsBlobStore(BlobStore):
             check_size(src, blob.size, where)
             self._verify(src, blob, where)
         return url
+
+    def size(self, url: str) -> int:
+        bucket, key = parse_gcs_url(url)
+        where = f"gs://{bucket}/{key}"
+        with self._errors(where, "looking up"):
+            # a check made while someone waits (project create): seconds, not the long retry
+            blob = self.client().bucket(bucket).get_blob(
+                key, retry=self.retry.with_timeout(LOOKUP_SECONDS), timeout=LOOKUP_SECONDS)
+            if blob is None:
+                raise BlobNotFound(f"no object at {where}")
+            return int(blob.size or 0)
+
+    def delete(self, url: str) -> None:
+        bucket, key = parse_gcs_url(url)
+        where = f"gs://{bucket}/{key}"
+        try:
+            with self._errors(where, "deleting"):
+                self.client().bucket(bucket).blob(key).delete(retry=self.retry)
+        except BlobNotFound:
+            pass  # already gone
 
     @staticmethod
     def _verify(path: Path, blob: storage.Blob, where: str) -> None:

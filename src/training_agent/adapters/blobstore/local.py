@@ -63,5 +63,23 @@ class LocalBlobStore(BlobStore):
             raise StorageError(f"could not write {redact_url(url)}: {exc}") from exc
         return url
 
+    def size(self, url: str) -> int:
+        path = file_url_path(url)
+        if not path.is_file():
+            raise BlobNotFound(f"no file at {redact_url(url)}")
+        return path.stat().st_size
+
+    def local_path(self, url: str) -> Path | None:
+        return file_url_path(url)
+
+    def delete(self, url: str) -> None:
+        path = file_url_path(url)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not delete {redact_url(url)}: {exc}") from exc
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the folder it was alone in (datasets/<id>/), when empty
+
     def ping(self) -> None:
         return None

@@ -12,7 +12,8 @@ from training_agent.domain.urls import redact_url
 class InMemoryBlobStore(BlobStore):
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
-        self.fail_on: dict[str, Exception] = {}  # "download" / "upload" -> error to raise
+        # "download" / "upload" / "delete" -> the error that call raises
+        self.fail_on: dict[str, Exception] = {}
 
     def put(self, url: str, data: bytes) -> str:
         self.blobs[url] = data
@@ -34,3 +35,13 @@ class InMemoryBlobStore(BlobStore):
             raise StorageError(f"nothing to upload at {src}")
         self.blobs[url] = src.read_bytes()
         return url
+
+    def size(self, url: str) -> int:
+        if url not in self.blobs:
+            raise BlobNotFound(f"no blob at {redact_url(url)}")
+        return len(self.blobs[url])
+
+    def delete(self, url: str) -> None:
+        if "delete" in self.fail_on:
+            raise self.fail_on["delete"]
+        self.blobs.pop(url, None)

@@ -40,3 +40,12 @@ class BlobStoreRouter(BlobStore):
 
     def upload(self, src: Path, url: str) -> str:
         return self.store_for(url).upload(src, url)
+
+    def size(self, url: str) -> int:
+        return self.store_for(url).size(url)
+
+    def local_path(self, url: str) -> Path | None:
+        return self.store_for(url).local_path(url)
+
+    def delete(self, url: str) -> None:
+        self.store_for(url).delete(url)

@@ -64,6 +64,7 @@ class S3BlobStore(BlobStore):
                              connect_timeout=10, read_timeout=60,
                              s3={"addressing_style": "path" if endpoint_url else "auto"})
         self._client = client
+        self._lookup_client: Any | None = None
 
     def client(self) -> Any:
         if self._client is None:
@@ -130,6 +131,28 @@ class S3BlobStore(BlobStore):
             check_size(src, head["ContentLength"], where)
             self._verify(src, head, where, bucket, key)
         return url
+
+    def size(self, url: str) -> int:
+        bucket, key = parse_s3_url(url)
+        where = f"s3://{bucket}/{key}"
+        with self._errors(where, "looking up"):
+            head = self.lookup_client().head_object(Bucket=bucket, Key=key)
+            return int(head["ContentLength"])
+
+    def lookup_client(self) -> Any:
+        """A client for checks made while someone waits (project create): one retry and short
+        timeouts, not the transfers' patient policy. The injected client when one was given."""
+        if self._lookup_client is None:
+            self._lookup_client = self._client or boto3.session.Session().client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                config=self.config.merge(Config(retries={"max_attempts": 2, "mode": "standard"},
+                                                connect_timeout=5, read_timeout=10)))
+        return self._lookup_client
+
+    def delete(self, url: str) -> None:
+        bucket, key = parse_s3_url(url)
+        with self._errors(f"s3://{bucket}/{key}", "deleting"):
+            self.client().delete_object(Bucket=bucket, Key=key)  # absent: no error in S3
 
     def _verify(self, path: Path, head: dict[str, Any], where: str, bucket: str,
                 key: str) -> None:
