@@ -298,3 +298,28 @@ def test_a_job_is_found_by_its_idempotency_key_and_a_key_makes_one_job(repo):
         repo.claim_job(TrainingJob(project_id=q.id, idempotency_key="k-1"), STARTABLE)
     assert repo.latest_job(q.id) is None
     assert repo.get_project(q.id).status is ProjectStatus.PENDING_TRAINING
+
+
+def test_a_job_keeps_when_it_was_queued_and_when_a_worker_began_it(repo):
+    p = project(repo)
+    job = repo.claim_job(TrainingJob(project_id=p.id), STARTABLE)
+    stored = repo.get_job(job.id)
+    assert stored.queued_at is not None and stored.started_at is None
+    assert abs((stored.queued_at - job.queued_at).total_seconds()) < 0.01
+    job.begin()
+    job.advance(JobState.DOWNLOADING)
+    assert repo.save_job(job)
+    started = repo.get_job(job.id).started_at
+    assert started is not None and abs((started - job.started_at).total_seconds()) < 0.01
+    assert started >= stored.queued_at
+    later = repo.get_job(job.id)  # a save from a copy without started_at keeps it
+    later.started_at = None
+    later.progress = {"epoch": 1}
+    assert repo.save_job(later)
+    assert repo.get_job(job.id).started_at == started
+    claimed = repo.claim_next_pending("watch@x")  # no project pending: none
+    assert claimed is None
+    q = project(repo, name="dogs")
+    claimed = repo.claim_next_pending("watch@x")
+    assert claimed is not None and claimed.project_id == q.id
+    assert repo.get_job(claimed.id).queued_at is not None

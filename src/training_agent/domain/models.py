@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from .errors import Conflict
 
@@ -114,14 +114,27 @@ class TrainingJob(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    queued_at: datetime | None = None  # when the job was queued (its created_at, if not given)
+    started_at: datetime | None = None  # when a worker began it; None while it waits
     # a start's Idempotency-Key, and the digest of the request it came with (project, config,
     # force): the same key again returns this job; with another request it is refused
     idempotency_key: str | None = None
     request_hash: str | None = None
 
+    @model_validator(mode="after")
+    def _queued_when_created(self) -> TrainingJob:
+        if self.queued_at is None:  # a new job, or a row from before the column
+            self.queued_at = self.created_at
+        return self
+
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    def begin(self) -> None:
+        """A worker takes the job up (once: a job is begun by one worker)."""
+        if self.started_at is None:
+            self.started_at = utcnow()
 
     def advance(self, to: JobState) -> None:
         """Move to the next step; steps only go forward, and a final job never moves again."""

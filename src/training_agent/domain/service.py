@@ -311,6 +311,7 @@ class TrainingService:
     ) -> None:
         config = resolve_config(job.config)  # stored resolved; a bad row still names its key
         dataset = self.repo.latest_dataset(project.id)
+        job.begin()  # saved with the first step
         self._step(job, JobState.DOWNLOADING)  # the claim made the project `training`
         check_dataset_url(dataset.gcs_url)  # a row written before the rule (or by `watch`)
         zip_path = work / "dataset.zip"
@@ -392,7 +393,8 @@ class TrainingService:
                 id=job.id, state=job.state.value, error=error,
                 progress=ProgressView.model_validate(job.progress),
                 model_url=redact_url(url) if url else None,
-                started_at=job.created_at, finished_at=job.finished_at,
+                queued_at=job.queued_at or job.created_at, started_at=job.started_at,
+                finished_at=job.finished_at,
                 metrics=metrics, summary=job_summary(job.state.value, error, metrics),
             )
         return view

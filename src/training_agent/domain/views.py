@@ -59,7 +59,9 @@ class JobView(BaseModel):
     progress: ProgressView
     error: str | None = None
     model_url: str | None = None
-    started_at: datetime
+    queued_at: datetime = Field(description="when the start queued the job")
+    started_at: datetime | None = Field(None, description="when a worker began the job; null "
+                                                          "while it waits in the queue")
     finished_at: datetime | None = None
     metrics: JobMetricsView | None = Field(None, description="once the job has succeeded")
     summary: str | None = Field(None, description="a few plain sentences once it has finished")

@@ -127,7 +127,8 @@ class InMemoryMetadataRepo(MetadataRepo):
                 raise JobNotFound(f"job {job.id}")
             if not stored.active:
                 return False
-            self.jobs[job.id] = job.model_copy(deep=True)
+            self.jobs[job.id] = job.model_copy(
+                deep=True, update={"started_at": job.started_at or stored.started_at})
             return True
 
     def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:

@@ -194,10 +194,10 @@ class SqliteMetadataRepo(MetadataRepo):
     def _update_job(conn: sqlite3.Connection, job: TrainingJob) -> bool:
         row = encode(job.model_dump(include={"id", "state", "config", "progress", "error",
                                              "worker_id", "heartbeat_at", "updated_at",
-                                             "finished_at"}))
+                                             "finished_at", "started_at"}))
         cur = conn.execute(
             "UPDATE training_jobs SET state = :state, config = :config, progress = :progress, "
-            "error = :error, "
+            "error = :error, started_at = COALESCE(:started_at, started_at), "
             "worker_id = :worker_id, heartbeat_at = :heartbeat_at, updated_at = :updated_at, "
             f"finished_at = :finished_at WHERE id = :id AND {_ACTIVE}", row)
         return cur.rowcount == 1
