@@ -103,3 +103,9 @@ def test_a_good_zip_or_file_url_is_still_created(home, tmp_path):
     code, out, err = create(archive.as_uri())
     assert code == 0, err
     assert projects(home) == 2 and len(stored_files(home)) == 1
+
+
+def test_a_refused_config_leaves_no_copy_of_the_zip_in_the_store(home, tmp_path):
+    archive = make_dataset_zip(tmp_path / "d.zip", classes=2, per_class={"train": 2})
+    code, _, err = create(str(archive), "--config", '{"epochs": -1}')
+    assert_refused(home, code, err, "epochs")

@@ -161,7 +161,11 @@ class TrainingService:
         into the model store. Returns the project and the dataset's URL."""
         self._checked_config(config or {})
         url = self.store_dataset(archive_path)
-        return self.create_project(name, url, config), url
+        try:
+            return self.create_project(name, url, config), url
+        except BaseException:
+            self._safely(self.blobs.delete, url)  # a refused create leaves no copy behind
+            raise
 
     def store_dataset(self, archive_path: Path) -> str:
         """Copy a local dataset zip into the model store, once its central directory passed
@@ -275,10 +279,14 @@ class TrainingService:
         return job
 
     def fail_stale(self, max_age: timedelta) -> list[TrainingJob]:
+        """Fail the active jobs whose heartbeat is older than `max_age` (their agent or worker
+        died), then remove the work folders of jobs no longer active."""
         cutoff = datetime.now(timezone.utc) - max_age
         stale = [j for j in self.repo.active_jobs() if (j.heartbeat_at or j.created_at) < cutoff]
-        return [self.fail_job(j.id, f"heartbeat stale since {j.heartbeat_at or j.created_at} "
-                              "(the agent stopped while the job ran)") for j in stale]
+        failed = [self.fail_job(j.id, f"heartbeat stale since {j.heartbeat_at or j.created_at} "
+                                "(the agent stopped while the job ran)") for j in stale]
+        self.sweep_work()
+        return failed
 
     # ---- the workflow -----------------------------------------------------------------------
     def run(
@@ -288,11 +296,13 @@ class TrainingService:
         failure: the job ends failed (or cancelled) and says why."""
         job = self.repo.get_job(job_id)
         project = self.repo.get_project(job.project_id)
-        work = self.work_root / "jobs" / job.id
+        work = self.work_dir(job.id)
+        uploaded: list[str] = []  # artifact URLs no models row points at yet
         try:
-            self._run_steps(job, project, work, on_progress)
+            self._run_steps(job, project, work, on_progress, uploaded)
         except JobCancelled:
             self._log(project.id, "warning", "training stopped: job cancelled", job_id=job.id)
+            self._discard_uploads(job, uploaded)
         except Exception as exc:  # every failure ends the job failed, named and logged
             step = job.state.value
             # other code's messages may hold a URL: no token reaches the error, logs or chat
@@ -301,13 +311,37 @@ class TrainingService:
                 job.fail(cause)
                 if self.repo.save_job(job):
                     self._after_failure(job, step, cause, type(exc).__name__, project.name)
+            self._discard_uploads(job, uploaded)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return self.repo.get_job(job.id)
 
+    def work_dir(self, job_id: str) -> Path:
+        """The job's scratch folder: the downloaded zip and the extracted dataset."""
+        return self.work_root / "jobs" / job_id
+
+    def remove_work(self, job_id: str) -> None:
+        """Remove a job's work folder: what a worker killed before its own cleanup (SIGKILL,
+        out of memory) leaves behind."""
+        shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+
+    def sweep_work(self) -> list[str]:
+        """Remove the work folders of jobs that are not active (their workers died without
+        cleaning up); returns those jobs' ids. The folders are listed before the active jobs
+        are read, so a job claimed in between (active, its folder still to come) is safe."""
+        root = self.work_root / "jobs"
+        folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        if not folders:
+            return []
+        active = {j.id for j in self.repo.active_jobs()}
+        gone = [p for p in folders if p.name not in active]
+        for folder in gone:
+            shutil.rmtree(folder, ignore_errors=True)
+        return [p.name for p in gone]
+
     def _run_steps(
         self, job: TrainingJob, project: Project, work: Path,
-        on_progress: Callable[[TrainingJob], None] | None,
+        on_progress: Callable[[TrainingJob], None] | None, uploaded: list[str],
     ) -> None:
         config = resolve_config(job.config)  # stored resolved; a bad row still names its key
         dataset = self.repo.latest_dataset(project.id)
@@ -346,8 +380,10 @@ class TrainingService:
 
         self._step(job, JobState.UPLOADING)
         base = f"{self.model_store_url.rstrip('/')}/models/{project.id}/{job.id}"
-        urls = {name: self.blobs.upload(path, f"{base}/{name}")
-                for name, path in sorted(result.artifacts.items())}
+        urls: dict[str, str] = {}
+        for name, path in sorted(result.artifacts.items()):
+            uploaded.append(f"{base}/{name}")  # before the call: a failed upload may leave part
+            urls[name] = self.blobs.upload(path, f"{base}/{name}")
         self._log(project.id, "info", "artifacts uploaded", job_id=job.id,
                   artifacts=[redact_url(u) for u in urls.values()])
 
@@ -359,6 +395,7 @@ class TrainingService:
         succeeded.progress["model_url"] = model.gcs_url
         succeeded.progress["metrics"] = metrics  # progress is stored as JSON by every store
         self.repo.record_model(model, succeeded)
+        uploaded.clear()  # the model now: kept whatever happens next
         verdict = metrics["verdict"]
         model_url = redact_url(model.gcs_url)
         done = "training complete; status pending_evaluation"
@@ -507,6 +544,37 @@ class TrainingService:
                 "sha256": result.weights_sha256,
             },
         )
+
+    def _discard_uploads(self, job: TrainingJob, urls: list[str]) -> None:
+        """Remove the artifacts a failed or cancelled job uploaded. Those that cannot be
+        removed, or might belong to a recorded model (the store did not say), are listed in the
+        project's log for removal by hand."""
+        if not urls:
+            return
+        try:
+            recorded = any(m.metadata.get("job_id") == job.id
+                           for m in self.repo.list_models(job.project_id))
+        except Exception:  # the store cannot tell: a lost reply may have recorded the model
+            recorded = None
+        if recorded:
+            return
+
+        def removed(url: str) -> bool:
+            try:
+                self.blobs.delete(url)
+            except Exception:  # the store went away, or refuses deletes
+                return False
+            return True
+
+        left = list(urls) if recorded is None else [u for u in urls if not removed(u)]
+        shown = [redact_url(u) for u in urls]
+        if left:
+            self._log(job.project_id, "warning", "artifacts uploaded before the job failed are "
+                      "still in the model store: remove them by hand", job_id=job.id,
+                      artifacts=[redact_url(u) for u in left])
+        else:
+            self._log(job.project_id, "info", f"removed {len(urls)} artifacts uploaded before "
+                      "the job failed", job_id=job.id, artifacts=shown)
 
     def _after_failure(
         self, job: TrainingJob, step: str, cause: str, type_name: str,

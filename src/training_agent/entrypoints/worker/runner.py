@@ -243,9 +243,14 @@ class JobRunner:
             log.warning("job %s failed: %s", job.id, job.error)
 
     def _fail_if_active(self, job_id: str, cause: str) -> None:
-        job = self.service.fail_job(job_id, cause)
-        if job.state is JobState.FAILED and job.error == cause:
-            log.warning("job %s failed: %s", job_id, cause)
+        """Its worker has exited: fail the job if still active, and remove its work folder
+        (a worker killed by SIGKILL or out of memory could not)."""
+        try:
+            job = self.service.fail_job(job_id, cause)
+            if job.state is JobState.FAILED and job.error == cause:
+                log.warning("job %s failed: %s", job_id, cause)
+        finally:
+            self.service.remove_work(job_id)
 
 
 def build_runner(container: Container, settings: Settings, owner: str) -> JobRunner:
