@@ -206,7 +206,7 @@ def test_an_archive_larger_than_the_free_disk_space_is_refused_before_writing(
     def small_disk(path):  # type: ignore[no-untyped-def]
         return real(path)._replace(free=200_000)  # the filesystem as the OS reports it
 
-    monkeypatch.setattr("training_agent.domain.archive.shutil.disk_usage", small_disk)
+    monkeypatch.setattr("training_agent.domain.disk.shutil.disk_usage", small_disk)
     dest = tmp_path / "work" / "data"
     with pytest.raises(DiskFull, match=r"no space left on device: extracting the dataset "
                                        r"needs 300\d{3} bytes.*200000 free"):

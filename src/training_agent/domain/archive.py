@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import stat
 import zipfile
 import zlib
@@ -12,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import DatasetInvalid, DiskFull
+from .disk import check_free_space
+from .errors import DatasetInvalid
 from .ports import DatasetSplits
 
 SPLITS = ("train", "val", "test")
@@ -76,25 +76,6 @@ def _check_ratio(info: zipfile.ZipInfo, limits: IntakeLimits) -> None:
             f"{info.file_size} (ratio {ratio:.4f}, below the minimum of "
             f"{limits.min_inflate_ratio:g}): refused as a zip bomb; images do not compress "
             "that well")
-
-
-def free_bytes(path: Path) -> int:
-    """Free space on the filesystem that holds `path` (or would hold it: the nearest folder
-    that exists)."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    return shutil.disk_usage(existing).free
-
-
-def check_free_space(path: Path, needed: int, what: str, reserve: int = 0) -> None:
-    """DiskFull, naming `what`, unless `needed` bytes plus `reserve` fit on `path`'s disk."""
-    free = free_bytes(path)
-    if needed + reserve > free:
-        raise DiskFull(
-            f"no space left on device: {what} needs {needed} bytes"
-            + (f" (and {reserve} kept free)" if reserve else "")
-            + f", and the disk holding {path} has {free} free")
 
 
 @dataclass(frozen=True)

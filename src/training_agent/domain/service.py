@@ -16,6 +16,7 @@ from typing import Any
 
 from . import archive
 from .config import TrainingConfig, resolve_config
+from .disk import failure_cause, is_disk_full
 from .errors import (
     BlobNotFound,
     Conflict,
@@ -134,6 +135,8 @@ class TrainingService:
     model_store_url: str
     work_root: Path
     limits: archive.IntakeLimits = field(default_factory=archive.IntakeLimits)
+    # how long a worker keeps trying to record its job's failure while the store cannot write
+    record_retry_seconds: float = 300.0
 
     # ---- commands -------------------------------------------------------------------------
     def create_project(
@@ -305,12 +308,15 @@ class TrainingService:
             self._discard_uploads(job, uploaded)
         except Exception as exc:  # every failure ends the job failed, named and logged
             step = job.state.value
+            # first: on a full disk, the extracted dataset's space lets the failure be recorded
+            shutil.rmtree(work, ignore_errors=True)
             # other code's messages may hold a URL: no token reaches the error, logs or chat
-            cause = redact_text(f"{type(exc).__name__}: {exc}")
+            cause = redact_text(failure_cause(exc))
+            type_name = "DiskFull" if is_disk_full(exc) else type(exc).__name__
             if job.active:
                 job.fail(cause)
-                if self.repo.save_job(job):
-                    self._after_failure(job, step, cause, type(exc).__name__, project.name)
+                if self._save_failure(job):
+                    self._after_failure(job, step, cause, type_name, project.name)
             self._discard_uploads(job, uploaded)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -544,6 +550,20 @@ class TrainingService:
                 "sha256": result.weights_sha256,
             },
         )
+
+    def _save_failure(self, job: TrainingJob) -> bool:
+        """Save a failed job, retrying while the store cannot write (a full disk, an outage)
+        for up to `record_retry_seconds`: a failure is recorded with its cause, not dropped.
+        False when the job became final meanwhile (cancelled, or failed from outside)."""
+        delay, deadline = 0.2, time.monotonic() + self.record_retry_seconds
+        while True:
+            try:
+                return self.repo.save_job(job)
+            except Exception:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _discard_uploads(self, job: TrainingJob, urls: list[str]) -> None:
         """Remove the artifacts a failed or cancelled job uploaded. Those that cannot be

@@ -15,6 +15,9 @@ from typing import Any
 
 import torch
 
+from training_agent.domain.disk import check_free_space, is_disk_full
+from training_agent.domain.errors import DiskFull
+
 NAME = "last.pt"
 
 
@@ -38,15 +41,36 @@ def save(folder: Path, payload: dict[str, Any]) -> Path:
     machine) leaves the previous checkpoint intact and at most a stray temporary file."""
     folder.mkdir(parents=True, exist_ok=True)
     path, tmp = folder / NAME, folder / f"{NAME}.{os.getpid()}.tmp"
+    # the new file is written beside the old one: its tensors must fit next to it
+    check_free_space(folder, tensor_bytes(payload) + SLACK_BYTES, "saving the checkpoint")
     try:
         with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as exc:
+        if is_disk_full(exc):  # torch says "unexpected pos": say what it means
+            raise DiskFull(f"no space left on device: saving the checkpoint in {folder} failed "
+                           f"({type(exc).__name__}: {exc})") from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+SLACK_BYTES = 1 << 20  # pickled structure, zip headers, the history
+
+
+def tensor_bytes(obj: Any) -> int:
+    """The bytes of every tensor in a checkpoint payload: about what `torch.save` writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def snapshot(obj: Any) -> Any:
