@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .images import decode_many, load_image
+from .images import decode_many, load_image, unreadable
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -92,7 +92,7 @@ def _readable(path: Path) -> str | None:
             img.verify()
         return None
     except Exception as exc:
-        return f"{path.name}: {type(exc).__name__}: {exc}"
+        return unreadable(path, exc)
 
 
 class StreamedSplit:

@@ -69,12 +69,22 @@ def auto_image_size(paths: Sequence[Path], sample: int = 256) -> int:
     return max(MIN_AUTO_SIZE, min(MAX_AUTO_SIZE, median)) // 8 * 8
 
 
+def unreadable(path: Path | str, exc: Exception) -> str:
+    """'<class>/<file>: Type: reason' for an image that cannot be read: named inside its split
+    folder (the caller adds the split), never by the server's absolute path, which PIL's
+    messages carry and which would reach agent_logs and the status view."""
+    path = Path(path)
+    shown = "/".join(path.parts[-2:])
+    reason = str(exc).replace(str(path), shown)
+    return f"{shown}: {type(exc).__name__}: {reason}"
+
+
 def decode_many(
     paths: Sequence[Path], size: int, threads: int
 ) -> tuple[np.ndarray, list[int], list[str]]:
     """Decode `paths` into one (N, 3, size, size) uint8 array (N = readable images) with a
     thread pool (PIL releases the GIL while decoding). Returns the array, the indices of the
-    readable inputs, and 'file: reason' for each unreadable one."""
+    readable inputs, and 'class/file: reason' for each unreadable one."""
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     ok: list[int] = []
     bad: list[str] = []
@@ -84,7 +94,7 @@ def decode_many(
             out[i] = load_image(paths[i], size).transpose(2, 0, 1)
             return None
         except Exception as exc:
-            return f"{Path(paths[i]).name}: {type(exc).__name__}: {exc}"
+            return unreadable(paths[i], exc)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for i, err in enumerate(pool.map(one, range(len(paths)), chunksize=32)):
