@@ -212,3 +212,29 @@ def test_an_archive_larger_than_the_free_disk_space_is_refused_before_writing(
                                        r"needs 300\d{3} bytes.*200000 free"):
         extract_dataset(archive, dest, IntakeLimits(disk_reserve_bytes=0))
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("name, code", [
+    ("ca\nt", "U+000A"), ("\x1b[31mred", "U+001B"), ("dog\x7f", "U+007F"),
+    ("\u202egod", "U+202E"),  # a right-to-left override: shows as 'dog' reversed
+])
+def test_class_names_with_control_characters_are_refused(tmp_path, name, code):
+    members = basic() | {f"train/{name}/1.jpg": IMG}
+    dest = tmp_path / "work" / "data"
+    with pytest.raises(DatasetInvalid, match=f"class name .* contains the control character "
+                                             f"{re.escape(code)}") as err:
+        extract_dataset(write_zip(tmp_path / "d.zip", members), dest)
+    assert repr(name) in str(err.value) and name not in str(err.value)  # shown escaped
+    assert not dest.exists()
+
+
+def test_duplicate_member_names_are_refused(tmp_path):
+    path = tmp_path / "d.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        write_zip(path, basic())
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr("train/cat/0.jpg", b"\xff\xd8 another image under the same name")
+    dest = tmp_path / "work" / "data"
+    with pytest.raises(DatasetInvalid, match=r"archive member 'train/cat/0.jpg' appears 2 times"):
+        extract_dataset(path, dest)
+    assert not dest.exists()

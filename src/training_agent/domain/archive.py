@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import stat
+import unicodedata
 import zipfile
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -113,9 +114,43 @@ def plan_extraction(zf: zipfile.ZipFile, limits: IntakeLimits) -> ArchivePlan:
         rel = parts[strip:]
         if len(rel) < 3 or rel[0] not in SPLITS:
             continue  # README, loose files: not part of the dataset
+        _check_names(info, rel)
         _check_ratio(info, limits)
         planned.append((info, rel))
+    _check_unique(planned)
     return ArchivePlan(planned, sum(info.file_size for info, _ in planned))
+
+
+# bidirectional overrides and isolates: they make a name display as another ('\u202egod')
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _control_character(name: str) -> str | None:
+    for ch in name:
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def _check_names(info: zipfile.ZipInfo, rel: tuple[str, ...]) -> None:
+    """Class and file names reach logs, terminals and reports: no control characters (a
+    newline, an escape sequence) and no bidirectional overrides."""
+    for what, name in (("class name", rel[1]), ("file name", "/".join(rel[2:]))):
+        if code := _control_character(name):
+            raise DatasetInvalid(
+                f"archive member {info.filename!r}: {what} {name!r} contains the control "
+                f"character {code}; refused (rename it)")
+
+
+def _check_unique(planned: list[tuple[zipfile.ZipInfo, tuple[str, ...]]]) -> None:
+    """Two entries for one path (a zip appended to, or crafted) are refused, not counted twice
+    with the last one winning on disk: which copy is the image is ambiguous."""
+    seen = Counter(rel for _, rel in planned)
+    for info, rel in planned:
+        if seen[rel] > 1:
+            raise DatasetInvalid(
+                f"archive member {info.filename!r} appears {seen[rel]} times (duplicate names: "
+                "which copy is the image?); refused: rebuild the zip with each file once")
 
 
 def _open_zip(archive: Path) -> zipfile.ZipFile:
