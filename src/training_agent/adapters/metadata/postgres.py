@@ -56,17 +56,39 @@ def describe_dsn(dsn: str) -> str:
 
 
 class PostgresMetadataRepo(MetadataRepo):
-    def __init__(self, dsn: str, migrate: bool = True, pool_size: int = 4,
-                 connect_timeout: float = 30.0) -> None:
+    """Every call fails fast while the database is away, and works again within seconds of its
+    return: `wait_timeout` bounds the wait for a connection (then MetadataError: a 503 on the
+    API), `connect_timeout` each connection attempt (unless the DSN sets one), and
+    `statement_timeout` each statement; a failed reconnection is given up after
+    `reconnect_timeout`, so the next call tries afresh instead of waiting out a long backoff."""
+
+    def __init__(self, dsn: str, migrate: bool = True, pool_size: int = 4, *,
+                 wait_timeout: float = 5.0, down_wait_timeout: float = 1.0,
+                 connect_timeout: int = 3, statement_timeout: float = 15.0,
+                 reconnect_timeout: float = 5.0) -> None:
         self.where = describe_dsn(dsn)
+        self._wait = wait_timeout
+        # while the last call found no connection, calls wait only this long: an outage is
+        # answered at once (a 503), and a call still gets the first connection back
+        self._down_wait = min(down_wait_timeout, wait_timeout)
+        self._down = False
+        self._statement_ms = int(statement_timeout * 1000)
+        kwargs: dict[str, Any] = {"row_factory": dict_row, "prepare_threshold": None}
+        if "connect_timeout" not in conninfo_to_dict(dsn):
+            kwargs["connect_timeout"] = connect_timeout
         # prepare_threshold=None: no server-side prepared statements, so Supabase's transaction
         # pooler (pgbouncer/supavisor, port 6543) works as well as a direct connection.
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
-            dsn, min_size=1, max_size=pool_size, timeout=connect_timeout, open=True,
-            kwargs={"row_factory": dict_row, "prepare_threshold": None},
-            check=ConnectionPool.check_connection, name="training-agent")
+            dsn, min_size=1, max_size=pool_size, timeout=wait_timeout, open=True,
+            kwargs=kwargs, configure=self._configure, check=ConnectionPool.check_connection,
+            reconnect_timeout=reconnect_timeout, max_waiting=8 * pool_size,
+            name="training-agent")
         if migrate:
             self.migrate()
+
+    def _configure(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(self._statement_ms)))
+        conn.commit()
 
     def close(self) -> None:
         self._pool.close()
@@ -76,9 +98,11 @@ class PostgresMetadataRepo(MetadataRepo):
             ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """One transaction; database errors become the domain's (`not_found` for PT404)."""
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(self._down_wait if self._down else self._wait) as conn:
+                self._down = False
                 yield conn
         except PoolTimeout as exc:
+            self._down = True
             raise MetadataError(f"{self.where} is unreachable: {exc}") from exc
         except psycopg.errors.UniqueViolation as exc:  # one Idempotency-Key, one job
             raise Conflict(str(exc.diag.message_primary)) from exc
@@ -89,11 +113,14 @@ class PostgresMetadataRepo(MetadataRepo):
                 raise Conflict(str(exc.diag.message_primary)) from exc
             if exc.sqlstate == "PT404" and not_found is not None:
                 raise not_found from exc
+            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                self._down = True  # the connection went away (not an error of the query)
             raise MetadataError(f"{self.where}: {exc}") from exc
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
         with self._tx() as conn:
+            conn.execute("SET LOCAL statement_timeout = 0")  # DDL, and waiting for a migrator
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY,"
                          " applied_at timestamptz NOT NULL DEFAULT now())")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
 from litestar import Litestar
+from litestar.concurrency import get_asyncio_executor, set_asyncio_executor
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
@@ -25,10 +27,16 @@ from .request import MAX_BODY_BYTES, AgentRequest
 
 log = logging.getLogger("training_agent.http")
 
+# threads for the synchronous handlers (each holds one while it waits on the metadata store);
+# asyncio's default, min(32, CPUs + 4), is 6 on a 2-core machine
+HANDLER_THREADS = 32
+
 
 def create_app(container: Container, runner: JobRunner, *, api_key: str | None = None,
                checks: dict[str, Check] | None = None, manage_runner: bool = True) -> Litestar:
     """`manage_runner`: start the runner with the app and stop it (and its workers) after."""
+    if get_asyncio_executor() is None:
+        set_asyncio_executor(ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="http"))
     service = container.training_service()
     health_checks = checks if checks is not None else default_checks(
         container.metadata_repo(), container.blob_store(), container.config.model_store(), runner)

@@ -32,8 +32,11 @@ def key_matches(supplied: str, expected: str) -> bool:
     return hmac.compare_digest(supplied.encode(), expected.encode())
 
 
-def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard of every /agents/* route; open when no key is configured (with a startup warning)."""
+async def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard of every /agents/* route; open when no key is configured (with a startup warning).
+
+    Async on purpose: it runs on the event loop, so a 401 never waits for a worker thread
+    (which a slow metadata store can keep busy) and never touches the store."""
     expected: str | None = connection.app.state.api_key
     if not expected:
         return

@@ -1,7 +1,9 @@
 """The one table that maps domain errors to HTTP responses; handlers never catch them.
 
 Client errors (4xx) are logged as one line (INFO; WARNING for 401/403), never as an uncaught
-exception with a traceback: anyone can send them, and each would otherwise write kilobytes."""
+exception with a traceback: anyone can send them, and each would otherwise write kilobytes. A
+503 because the metadata store is unreachable is one WARNING line too (an outage is not a bug,
+and every request during one would otherwise log a traceback)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ def log_exception(logger: Any, scope: Scope, _traceback: list[str]) -> None:
     exc = sys.exc_info()[1]
     path = shorten(str(scope.get("path", "")))
     status = status_of(exc) if exc is not None else 500
+    if isinstance(exc, MetadataError):  # the store is away (a 503): known, one line each
+        logger.warning("%s %s -> %d %s: %s", scope.get("method", scope.get("type")), path,
+                       status, type(exc).__name__, shorten(str(exc)))
+        return
     if status >= 500:
         logger.exception("Uncaught exception (connection_type=%s, path=%r):",
                          scope.get("type"), path)

@@ -1,11 +1,15 @@
-"""Health checks: each dependency answers within a deadline, or the agent is unavailable."""
+"""Health checks: each dependency answers within a deadline, or the agent is unavailable.
+
+The checks run in threads of their own (not the server's worker threads, which a hung store can
+fill), all at once under one deadline, so /health answers within CHECK_TIMEOUT_SECONDS whatever
+the dependencies do."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from training_agent.adapters.blobstore.router import BlobStoreRouter
 from training_agent.domain.ports import BlobStore, MetadataRepo
@@ -30,19 +34,25 @@ def _timed(check: Check) -> CheckResult:
     return CheckResult(ok=ok, detail=str(detail or "ok"), seconds=round(time.monotonic() - t0, 4))
 
 
-def run_checks(checks: Mapping[str, Check], timeout: float = CHECK_TIMEOUT_SECONDS) -> Health:
+async def run_checks(checks: Mapping[str, Check],
+                     timeout: float = CHECK_TIMEOUT_SECONDS) -> Health:
+    """Every check at once; one that has not answered by the deadline is reported down (its
+    thread is left to finish on its own)."""
     pool = ThreadPoolExecutor(max_workers=max(1, len(checks)), thread_name_prefix="health")
     try:
-        futures = {name: pool.submit(_timed, check) for name, check in checks.items()}
-        results = {}
-        for name, future in futures.items():
-            try:
-                results[name] = future.result(timeout=timeout)
-            except FutureTimeout:
-                results[name] = CheckResult(ok=False, detail=f"no answer in {timeout:g}s",
-                                            seconds=timeout)
+        futures = {name: asyncio.wrap_future(pool.submit(_timed, check))
+                   for name, check in checks.items()}
+        await asyncio.wait(futures.values(), timeout=timeout)
     finally:
         pool.shutdown(wait=False)
+    results = {}
+    for name, future in futures.items():
+        if future.done():
+            results[name] = future.result()
+        else:
+            future.cancel()
+            results[name] = CheckResult(ok=False, detail=f"no answer in {timeout:g}s",
+                                        seconds=timeout)
     ok = all(r.ok for r in results.values())
     return Health(status="ok" if ok else "unavailable", checks=results)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from multiprocessing.process import BaseProcess
 
+from training_agent.domain.errors import MetadataError
 from training_agent.domain.models import JobState, TrainingJob
 from training_agent.domain.service import TrainingService
 
@@ -28,6 +29,8 @@ from .process import run_job_process
 log = logging.getLogger("training_agent.runner")
 
 SHUTDOWN_NOTIFY_SECONDS = 10.0
+RECORD_RETRY_SECONDS = 2.0  # a dead worker's failure the store did not take is retried this often
+COMPLAIN_EVERY_SECONDS = 30.0  # one log line per failing dispatcher step while the store is away
 # an active job whose heartbeat is older than this is failed by the next agent that looks
 STALE_AFTER_SECONDS = 120.0
 
@@ -72,7 +75,11 @@ class JobRunner:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_beat = self._last_sweep = self._last_check = 0.0
+        self._last_beat = self._last_sweep = self._last_check = self._last_retry = 0.0
+        # job id -> why its worker ended, for failures the store could not take yet (an outage):
+        # retried until written, so the real cause is recorded once the store is back
+        self._unrecorded: dict[str, str] = {}
+        self._complained: dict[str, float] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -173,19 +180,47 @@ class JobRunner:
             self._wake.clear()
 
     def _tick(self) -> None:
+        """Each step on its own: one that fails (the store is away) neither stops the others
+        nor floods the log."""
         now = time.monotonic()
-        self._reap()
+        self._step("reap", self._reap)
+        if self._unrecorded and now - self._last_retry >= RECORD_RETRY_SECONDS:
+            self._last_retry = now
+            self._step("record failures", self._record_unrecorded)
         if now - self._last_check >= 1.0:
             self._last_check = now
-            self._stop_cancelled()
+            self._step("check cancels", self._stop_cancelled)
         self._escalate()
         if now - self._last_beat >= self.heartbeat_seconds:
             self._last_beat = now
-            for job_id in self.queued_jobs():
-                self.service.heartbeat(job_id, self.owner)
+            self._step("heartbeat", self._beat_own)
         if now - self._last_sweep >= self.stale_after / 2:
-            self._sweep_stale()
-        self._launch()
+            self._step("stale sweep", self._sweep_stale)
+        self._step("launch", self._launch)
+
+    def _step(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except MetadataError as exc:  # an outage: one line now and then, no traceback
+            self._complain(what, exc)
+        except Exception:
+            log.exception("job runner: %s failed", what)
+
+    def _complain(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._complained.get(what, -COMPLAIN_EVERY_SECONDS) >= COMPLAIN_EVERY_SECONDS:
+            self._complained[what] = now
+            log.warning("job runner: %s failed, retrying: %s", what, exc)
+
+    def _beat_own(self) -> None:
+        """Beat the jobs this agent holds: queued ones (as their owner) and those whose worker
+        it knows to be alive, so that no sweep, after an outage, takes them for stale."""
+        for job_id in self.queued_jobs():
+            self.service.heartbeat(job_id, self.owner)
+        with self._lock:
+            alive = [j for j, p in self._running.items() if p.exitcode is None]
+        for job_id in alive:
+            self.service.heartbeat(job_id)
 
     def _launch(self) -> None:
         while not self._halt.is_set():
@@ -193,7 +228,13 @@ class JobRunner:
                 if not self._queue or len(self._running) >= self.max_concurrent:
                     return
                 job_id = self._queue.popleft()
-            if self.service.job(job_id).state is not JobState.QUEUED:
+            try:
+                state = self.service.job(job_id).state
+            except Exception:
+                with self._lock:  # the store is away: the job keeps its place
+                    self._queue.appendleft(job_id)
+                raise
+            if state is not JobState.QUEUED:
                 continue  # cancelled (or taken over) while it waited
             proc = self._mp.Process(
                 target=run_job_process, name=f"training-job-{job_id[:8]}",
@@ -239,6 +280,7 @@ class JobRunner:
 
     def _sweep_stale(self) -> None:
         self._last_sweep = time.monotonic()
+        self._beat_own()
         for job in self.service.fail_stale(timedelta(seconds=self.stale_after)):
             log.warning("job %s failed: %s", job.id, job.error)
 
@@ -247,10 +289,19 @@ class JobRunner:
         (a worker killed by SIGKILL or out of memory could not)."""
         try:
             job = self.service.fail_job(job_id, cause)
+        except Exception as exc:  # the store is away: kept, and retried until it is written
+            self._unrecorded[job_id] = cause
+            self._complain("record failures", exc)
+        else:
+            self._unrecorded.pop(job_id, None)
             if job.state is JobState.FAILED and job.error == cause:
                 log.warning("job %s failed: %s", job_id, cause)
         finally:
             self.service.remove_work(job_id)
+
+    def _record_unrecorded(self) -> None:
+        for job_id, cause in list(self._unrecorded.items()):
+            self._fail_if_active(job_id, cause)
 
 
 def build_runner(container: Container, settings: Settings, owner: str) -> JobRunner:
