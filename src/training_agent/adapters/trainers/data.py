@@ -44,6 +44,7 @@ class CachedSplit:
         array, ok, bad = decode_many([p for p, _ in items], size, threads)
         self.images = torch.from_numpy(array)
         self.labels = torch.tensor([items[i][1] for i in ok], dtype=torch.int64)
+        self.paths = [items[i][0] for i in ok]  # row order: the dataset check and report read it
         self.skipped = bad
 
     def pin(self) -> None:
@@ -108,6 +109,7 @@ class StreamedSplit:
         kept = [it for it, e in zip(items, errors, strict=True) if e is None]
         self.files = _Files(kept, size)
         self.labels = torch.tensor([lab for _, lab in kept], dtype=torch.int64)
+        self.paths = [p for p, _ in kept]
         self.workers, self.pin = workers, pin
 
     def __len__(self) -> int:

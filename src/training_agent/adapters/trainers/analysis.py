@@ -1,0 +1,282 @@
+"""The result analysis after training (`report.json`): per-class precision, recall and F1 on the
+result split, the most confused class pairs with counts and example images, and suspected label
+errors in the data.
+
+One forward pass of the best weights over every split (eval mode, batched like validation)
+gives each image's predicted probabilities and its embedding (the input of the model's last
+linear layer, captured by a forward hook; the logits for a model without one).
+
+Suspected label errors: `cleanlab.filter.find_label_issues` needs *out-of-sample* predicted
+probabilities; the model's own probabilities on its training images are in-sample (a model that
+fits its training set finds nothing). So each image's probabilities come from its `KNN_K`
+nearest *other* images in the trained model's embedding space (cosine similarity, leave-one-out
+vote of their labels, lightly smoothed): out-of-sample for every image of every split, and the
+same idea as cleanlab's `Datalab` label check on `features`, without its extra dependencies.
+cleanlab is an optional extra (`pip install 'training-agent[report]'`); without it the report
+says so and lists none."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import CachedSplit, StreamedSplit, chunks_of
+from .evaluation import logits_of
+from .images import load_image
+
+SPLITS = ("train", "val", "test")
+KNN_K = 5
+TOP_PAIRS = 10  # confused pairs listed
+EXAMPLE_PAIRS, EXAMPLES_PER_PAIR = 3, 4  # thumbnails of the worst confusions
+THUMB_PX = 64
+LISTED_ISSUES = 100
+INSTALL = "pip install 'training-agent[report]'"
+METHOD = ("cleanlab.filter.find_label_issues on out-of-sample probabilities: a leave-one-out "
+          f"{KNN_K}-nearest-neighbour vote in the trained model's embedding space")
+
+
+class Predictions:
+    """One split's rows: true labels, predicted probabilities, embeddings, file paths."""
+
+    def __init__(self, labels: np.ndarray, probs: np.ndarray, features: np.ndarray,
+                 paths: Sequence[Path]) -> None:
+        self.labels, self.probs, self.features, self.paths = labels, probs, features, paths
+
+
+def _last_linear(model: torch.nn.Module) -> torch.nn.Module | None:
+    last = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            last = module
+    return last
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, split: CachedSplit | StreamedSplit,
+            prepare: Callable[..., Any], batch_size: int, device: torch.device,
+            autocast: Any) -> Predictions:
+    was_training = model.training
+    model.eval()
+    seen: list[torch.Tensor] = []
+    head = _last_linear(model)
+    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(
+        args[0].detach().flatten(1).float().cpu())) if head is not None else None
+    labels, probs, feats = [], [], []
+    try:
+        for images, y in split.batches(chunks_of(torch.arange(len(split)), batch_size)):
+            seen.clear()
+            with autocast():
+                logits = logits_of(model(prepare(images))).float()
+            probs.append(F.softmax(logits, dim=1).cpu())
+            feats.append(seen[-1] if seen and len(seen[-1]) == len(logits) else logits.cpu())
+            labels.append(y.cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+        model.train(was_training)
+    paths = list(getattr(split, "paths", []))
+    if not labels:
+        return Predictions(np.zeros(0, np.int64), np.zeros((0, 0)), np.zeros((0, 0)), paths)
+    return Predictions(torch.cat(labels).numpy(), torch.cat(probs).numpy(),
+                       torch.cat(feats).numpy(), paths)
+
+
+def knn_probabilities(features: np.ndarray, labels: np.ndarray, classes: int,
+                      k: int = KNN_K) -> np.ndarray:
+    """Leave-one-out probabilities: each row from its k nearest other rows' labels (cosine
+    similarity), smoothed so that no class is impossible."""
+    n = len(features)
+    x = F.normalize(torch.from_numpy(features).float(), dim=1)
+    y = torch.from_numpy(labels).long()
+    k = max(1, min(k, n - 1))
+    out = torch.zeros(n, classes)
+    for lo in range(0, n, 2048):
+        sim = x[lo:lo + 2048] @ x.T
+        rows = torch.arange(lo, min(lo + 2048, n))
+        sim[rows - lo, rows] = -2.0  # never one's own neighbour
+        top = sim.topk(k, dim=1).indices
+        out[lo:lo + 2048] = F.one_hot(y[top], classes).float().sum(dim=1)
+    prior = torch.bincount(y, minlength=classes).float() / max(1, n)
+    return ((out + 0.5 * prior) / (k + 0.5)).numpy()
+
+
+def label_issues(preds: Mapping[str, Predictions], names: list[str], root: Path,
+                 blank: set[str] | None = None) -> dict[str, Any]:
+    """Suspected label errors over every split (see the module's docstring)."""
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return {"available": False, "method": None, "count": 0, "listed": [],
+                "note": f"cleanlab is not installed: {INSTALL} to find suspected label errors"}
+    rows = [(s, i) for s in SPLITS if s in preds for i in range(len(preds[s].labels))
+            if preds[s].labels[i] >= 0]
+    if len(rows) < 2 * len(names) or len(rows) <= KNN_K:
+        return {"available": True, "method": METHOD, "count": 0, "listed": [],
+                "note": "too few images to judge labels"}
+    feats = np.concatenate([preds[s].features[i][None] for s, i in rows])
+    labels = np.array([preds[s].labels[i] for s, i in rows], dtype=np.int64)
+    probs = knn_probabilities(feats, labels, len(names))
+    present = np.bincount(labels, minlength=len(names)) > 0
+    if present.sum() < 2:
+        return {"available": True, "method": METHOD, "count": 0, "listed": [],
+                "note": "fewer than two classes"}
+    try:
+        ranked = find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
+                                   return_indices_ranked_by="self_confidence",
+                                   n_jobs=1)
+    except Exception as exc:  # cleanlab refusing odd data never fails the job
+        return {"available": True, "method": METHOD, "count": 0, "listed": [],
+                "note": f"cleanlab failed: {type(exc).__name__}: {exc}"}
+    listed = []
+    for idx in ranked:
+        s, i = rows[int(idx)]
+        path = preds[s].paths[i] if i < len(preds[s].paths) else None
+        listed.append({
+            "path": _rel(path, root) if path is not None else f"{s}#{i}", "split": s,
+            "given": names[int(labels[idx])], "suggested": names[int(probs[idx].argmax())],
+            "given_label_quality": round(float(probs[idx][labels[idx]]), 3)})
+    by_split: dict[str, int] = {}
+    for row in listed:
+        by_split[row["split"]] = by_split.get(row["split"], 0) + 1
+    return {"available": True, "method": METHOD, "count": len(listed), "by_split": by_split,
+            "of": len(rows), "listed": listed[:LISTED_ISSUES]}
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def confused_pairs(cm: list[list[int]], names: list[str]) -> list[dict[str, Any]]:
+    """Off-diagonal cells, largest first: `true` images taken for `predicted`."""
+    cells = [(cm[i][j], i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j
+             and cm[i][j] > 0]
+    cells.sort(key=lambda c: (-c[0], names[c[1]], names[c[2]]))
+    out = []
+    for count, i, j in cells[:TOP_PAIRS]:
+        row = sum(cm[i])
+        out.append({"true": names[i], "predicted": names[j], "count": int(count),
+                    "share_of_true": round(count / row, 4) if row else 0.0})
+    return out
+
+
+def _thumbnail(split: CachedSplit | StreamedSplit, row: int, path: Path | None) -> str | None:
+    """A small PNG (base64) of one image: from the cache when it holds it, else decoded."""
+    from PIL import Image
+
+    try:
+        if isinstance(split, CachedSplit):
+            array = split.images[row].permute(1, 2, 0).cpu().numpy()
+        elif path is not None:
+            array = load_image(path, THUMB_PX)
+        else:
+            return None
+        img = Image.fromarray(np.ascontiguousarray(array))
+        if img.size[0] != THUMB_PX:
+            img = img.resize((THUMB_PX, THUMB_PX), Image.Resampling.NEAREST
+                             if img.size[0] < THUMB_PX else Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+    except Exception:
+        return None
+
+
+def examples(pairs: list[dict[str, Any]], pred: Predictions, split: CachedSplit | StreamedSplit,
+             names: list[str], root: Path) -> list[dict[str, Any]]:
+    """For the worst confused pairs: the images of `true` the model took most surely for
+    `predicted`, with a thumbnail each."""
+    index = {n: i for i, n in enumerate(names)}
+    if len(pred.labels) == 0:
+        return []
+    guessed = pred.probs.argmax(axis=1)
+    out = []
+    for pair in pairs[:EXAMPLE_PAIRS]:
+        t, p = index[pair["true"]], index[pair["predicted"]]
+        rows = np.nonzero((pred.labels == t) & (guessed == p))[0]
+        rows = rows[np.argsort(-pred.probs[rows, p])][:EXAMPLES_PER_PAIR]
+        shown = []
+        for r in rows.tolist():
+            path = pred.paths[r] if r < len(pred.paths) else None
+            shown.append({"path": _rel(path, root) if path else None,
+                          "confidence": round(float(pred.probs[r, p]), 3),
+                          "thumbnail_png_base64": _thumbnail(split, r, path)})
+        out.append({**pair, "images": shown})
+    return out
+
+
+def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSplit],
+            prepare: Callable[..., Any], batch_size: int, device: torch.device, autocast: Any,
+            names: list[str], metrics: dict[str, Any], root: Path,
+            dataset_report: dict[str, Any] | None) -> dict[str, Any]:
+    """The result analysis (`report.json`'s body) and `findings`, the compact object the
+    status views carry and the summary is written from."""
+    t0 = time.monotonic()
+    cm = metrics["confusion_matrix"]
+    split = cm["split"]
+    preds = {s: predict(model, d, prepare, batch_size, device, autocast)
+             for s, d in data.items() if len(d)}
+    pairs = confused_pairs(cm["matrix"], names)
+    shown = examples(pairs, preds[split], data[split], names, root) if split in preds else []
+    issues = label_issues(preds, names, root)
+    report = {
+        "result_split": split,
+        "accuracy": metrics.get(f"{split}_accuracy"),
+        "chance": round(1 / len(names), 4),
+        "per_class": metrics["per_class"],
+        "confused_pairs": pairs,
+        "worst_confusions": shown,
+        "label_issues": issues,
+        "seconds": 0.0,
+    }
+    report["findings"] = findings(report, dataset_report, len(names))
+    report["seconds"] = round(time.monotonic() - t0, 3)
+    return report
+
+
+def findings(report: dict[str, Any], dataset: dict[str, Any] | None,
+             classes: int) -> dict[str, Any]:
+    """What the summary is written from (domain/verdict.summarize): plain numbers and names."""
+    pairs = report["confused_pairs"]
+    issues = report["label_issues"]
+    out: dict[str, Any] = {
+        "classes": classes, "chance": report["chance"], "result_split": report["result_split"],
+        "most_confused": ({k: pairs[0][k] for k in ("true", "predicted", "count")}
+                          if pairs else None),
+        "label_issues": {"available": issues["available"], "count": issues["count"],
+                         "method": "cleanlab find_label_issues, leave-one-out KNN on the "
+                                   "model's embeddings" if issues["available"] else None,
+                         **({"install": INSTALL} if not issues["available"] else {})},
+    }
+    if dataset:
+        dup = dataset["duplicates"]
+        within = sum(n for k, n in dup["exact"]["by_splits"].items() if k.startswith("within")) \
+            + sum(n for k, n in dup["near"]["by_splits"].items() if k.startswith("within"))
+        sus = dataset["files"]["suspicious"]
+        out.update({
+            "test_leak": {k: dup["test_leak"][k] for k in ("images", "of", "share")},
+            "duplicate_pairs_within_splits": within,
+            "label_conflicts": dup["label_conflicts"]["pairs"],
+            "imbalance": {"ratio": dataset["balance"]["imbalance"],
+                          "smallest": dataset["balance"]["smallest"]["class"],
+                          "warn": dataset["balance"]["imbalanced"]},
+            "missing_from_test": dataset["counts"]["missing_from"].get("test", []),
+            "suspicious_files": {k: v["count"] for k, v in sus.items() if k != "much_larger"},
+            "unreadable": dataset["files"]["unreadable"]["count"],
+            "train_images": dataset["counts"]["train"]["images"],
+        })
+    return out
+
+
+__all__ = ["METHOD", "analyse", "confused_pairs", "findings", "knn_probabilities",
+           "label_issues", "predict"]
