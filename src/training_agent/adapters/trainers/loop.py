@@ -17,7 +17,7 @@ from training_agent.domain.errors import DatasetInvalid, JobCancelled, TrainingE
 from training_agent.domain.ports import EpochProgress, ProgressSink, TrainRequest, TrainResult
 from training_agent.domain.verdict import judge
 
-from . import artifacts, checkpoints
+from . import artifacts, checkpoints, reporting
 from .augment import BatchTransform
 from .data import IGNORE, chunks_of, load_split
 from .distributed import DistContext
@@ -109,6 +109,7 @@ class TrainingRun:
             self._cache_on_gpu()
         self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
         self._check_skipped()
+        reporting.check_dataset(self)  # dataset_report.json, from the cache just decoded
         n = len(splits.class_names)
         self.augment = resolved_augment(self.cfg)
         self.transform = BatchTransform(self.augment, self.spec.mean, self.spec.std,
@@ -479,6 +480,7 @@ class TrainingRun:
         metrics["confusion_matrix"] = {"split": split, "labels": names, "matrix": cm.tolist()}
         metrics["history"] = self.history
         metrics["verdict"] = judge(metrics)
+        reporting.analyse(self, metrics)  # report.json's analysis; metrics["findings"]
         self.counts = {k: int(self.dist.sum(torch.tensor(len(d)))) for k, d in self.data.items()}
         result_acc = metrics.get("test_accuracy", metrics["val_accuracy"])
         common = {"accuracy": result_acc, "metrics": metrics, "epochs_run": len(self.history),
@@ -498,6 +500,7 @@ class TrainingRun:
         files = artifacts.write_weights(self.model.state_dict(), out)
         files.update(artifacts.write_plots(self.history, cm.tolist(), req.splits.class_names,
                                            f"confusion matrix ({split})", out))
+        reporting.write(self, metrics, files)  # dataset_report.json, report.json, report.html
         self.timings["write_seconds"] = round(time.monotonic() - t0, 3)
         self.timings["total_seconds"] = round(time.monotonic() - self.t_start, 3)
         manifest = {
