@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .findings import sentences as finding_sentences
+
 ALPHA = 0.01  # a result is "clearly above" the baseline when luck explains it < 1 % of the time
 WEAK_GAIN = 0.5  # "weak": less than half of the gap from the baseline to 1.0 closed
 ADVICE = "try more epochs, a larger image size, or pretrained weights"
@@ -222,6 +224,8 @@ def job_metrics(metrics: dict[str, Any], num_classes: int | None = None) -> dict
             and isinstance(verdict.get("text"), str)):
         verdict = judge(metrics, num_classes)
     out["verdict"] = {"level": verdict["level"], "text": verdict["text"]}
+    if isinstance(metrics.get("findings"), dict):  # the report's findings (domain/findings.py)
+        out["findings"] = dict(metrics["findings"])
     return out
 
 
@@ -243,7 +247,9 @@ def describe_stop(reason: str | None) -> str | None:
 
 
 def summarize(metrics: dict[str, Any]) -> str:
-    """A few plain sentences on a finished job's metrics (the `job_metrics` object)."""
+    """A few plain sentences on a finished job's metrics (the `job_metrics` object); with the
+    report's `findings`, also the most confused pair, what in the data inflates the score, and
+    the one next step most likely to help (domain/findings.py)."""
     m = job_metrics(metrics)
     parts = []
     test, val = m.get("test_accuracy"), m.get("val_accuracy")
@@ -265,6 +271,8 @@ def summarize(metrics: dict[str, Any]) -> str:
         parts.append(f"Weakest class: '{name}', {share} recognised "
                      f"(precision {row['precision']:.2f}).")
     parts.append(m["verdict"]["text"])
+    if "findings" in m:
+        parts += finding_sentences(m["findings"], m["verdict"]["level"], m["per_class"], ADVICE)
     return " ".join(parts)
 
 

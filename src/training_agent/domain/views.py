@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from .verdict import summarize
 
@@ -33,6 +33,34 @@ class ClassMetricsView(BaseModel):
     support: int | None = Field(None, description="this class's images in the result split")
 
 
+class FindingsView(BaseModel):
+    """The report's findings in brief (report.json holds the full analysis, dataset_report.json
+    the dataset check): what an assistant acts on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    classes: int | None = None
+    chance: float | None = Field(None, description="1 / classes")
+    result_split: str | None = Field(None, description="`test`, else `val`")
+    most_confused: dict[str, Any] | None = Field(
+        None, description="`{true, predicted, count}`: the largest off-diagonal cell")
+    test_leak: dict[str, Any] | None = Field(
+        None, description="`{images, of, share}`: test images that copy (exactly or nearly) a "
+                          "training or validation image; they inflate the test accuracy")
+    duplicate_pairs_within_splits: int | None = None
+    label_conflicts: int | None = Field(
+        None, description="pairs of copies of one picture filed under different classes")
+    label_issues: dict[str, Any] | None = Field(
+        None, description="`{available, count, method}`: suspected label errors (cleanlab)")
+    imbalance: dict[str, Any] | None = Field(
+        None, description="`{ratio, smallest, warn}`: largest / smallest training class")
+    missing_from_test: list[str] | None = None
+    suspicious_files: dict[str, int] | None = Field(
+        None, description="counts of tiny, extreme-aspect and mostly blank images")
+    unreadable: int | None = None
+    train_images: int | None = None
+
+
 class JobMetricsView(BaseModel):
     """A finished job's metrics (the same object is in the models row's metadata)."""
 
@@ -44,12 +72,15 @@ class JobMetricsView(BaseModel):
     stop_reason: str | None = Field(
         None, description="why training stopped: `epochs`, `early_stopping`, `max_minutes`, ...")
     verdict: VerdictView
+    findings: FindingsView | None = Field(
+        None, description="from the job's report: confusions, leaks, duplicates, label errors")
 
     @model_serializer(mode="wrap")
     def _without_absent_test(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("test_accuracy") is None:
-            data.pop("test_accuracy", None)
+        for absent in ("test_accuracy", "findings"):
+            if data.get(absent) is None:
+                data.pop(absent, None)
         return data
 
 
@@ -64,7 +95,13 @@ class JobView(BaseModel):
                                                           "while it waits in the queue")
     finished_at: datetime | None = None
     metrics: JobMetricsView | None = Field(None, description="once the job has succeeded")
-    summary: str | None = Field(None, description="a few plain sentences once it has finished")
+    summary: str | None = Field(
+        None, description="a few plain sentences once it has finished: the accuracy against "
+                          "chance, the weakest class and most confused pair, what in the data "
+                          "inflates the score, and the next step")
+    reports: dict[str, str] | None = Field(
+        None, description="the job's report artifacts by name (dataset_report.json, "
+                          "report.json, report.html) and their URLs")
 
 
 def job_summary(state: str, error: str | None, metrics: JobMetricsView | None) -> str | None:
