@@ -18,8 +18,8 @@ def test_mcp_tools_train_a_model_and_report_errors(make_agent):
     async def session() -> None:
         async with Client(server) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
-            assert tools == {"start_training", "training_status", "cancel_training",
-                             "list_backbones"}
+            assert tools >= {"start_training", "training_status", "cancel_training",
+                             "list_backbones", "dataset_report"}
 
             backbones = await client.call_tool("list_backbones", {})
             assert backbones.structured_content == {"fake": ["tiny"]}
@@ -51,6 +51,10 @@ def test_mcp_tools_train_a_model_and_report_errors(make_agent):
             assert set(metrics["per_class"]["class_a"]) >= {"precision", "recall", "f1"}
             assert metrics["verdict"]["level"] == "ok"
             assert "well above chance" in status["job"]["summary"]
+            # the fake trainer writes no reports: the tool says why, naming the job
+            none = await client.call_tool("dataset_report", {"project_id": pid})
+            assert none.is_error and f"job {job['job_id']}" in none.content[0].text
+            assert "has no dataset report" in none.content[0].text
 
             bad = await client.call_tool("training_status", {"project_id": "nope"})
             assert bad.is_error and "not a UUID" in bad.content[0].text

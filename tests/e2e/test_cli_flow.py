@@ -77,10 +77,13 @@ def test_project_create_then_train_then_verify_the_model(tmp_path):
     assert "model: file://" in trained.stdout
     # the summary for people: accuracy, worst classes, epochs and why it stopped, the verdict
     lines = trained.stdout.strip().splitlines()
-    assert lines[-5].startswith("test accuracy: 0.") and "(validation 0." in lines[-5]
-    assert lines[-4].startswith("worst classes by per-class accuracy (recall): class_")
-    assert lines[-3] == "epochs run: 2 (ran every epoch asked for)"
-    assert lines[-2].split(":")[0] == "verdict"
+    lines = lines[[i for i, line in enumerate(lines) if line.startswith("test accuracy")][-1]:]
+    assert lines[0].startswith("test accuracy: 0.") and "(validation 0." in lines[0]
+    assert lines[1].startswith("worst classes by per-class accuracy (recall): class_")
+    assert lines[2] == "epochs run: 2 (ran every epoch asked for)"
+    assert lines[3].split(":")[0] == "verdict"
+    assert lines[4].startswith("summary: Test accuracy") and "Next step: " in lines[4]
+    assert lines[5].startswith("report: file://") and lines[5].endswith("/report.html")
     assert lines[-1].startswith("model: file://")
 
     project = db_row(home, "SELECT * FROM projects WHERE id = ?", project_id)

@@ -24,6 +24,8 @@ from .errors import (
     InvalidInput,
     JobCancelled,
     JobNotFound,
+    NotFound,
+    StorageError,
     TrainingAgentError,
 )
 from .models import (
@@ -48,7 +50,7 @@ from .ports import (
     TrainResult,
 )
 from .urls import check_dataset_url, redact_text, redact_url
-from .verdict import job_metrics, judge
+from .verdict import job_metrics, judge, summarize
 from .views import (
     JobMetricsView,
     JobView,
@@ -59,6 +61,7 @@ from .views import (
 )
 
 PROGRESS_SAVE_SECONDS = 2.0
+REPORT_NAMES = ("dataset_report.json", "report.json", "report.html")  # beside the model
 
 
 SHOWN_ID_CHARS = 40  # of a value that is not a UUID, in the error that refuses it
@@ -105,6 +108,13 @@ def request_digest(project_id: str, overrides: dict[str, Any] | None, force: boo
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _report_urls(job: TrainingJob) -> dict[str, str] | None:
+    reports = job.progress.get("reports")
+    if not isinstance(reports, dict) or not reports:
+        return None
+    return {str(k): redact_url(str(v)) for k, v in reports.items()}
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -113,17 +123,20 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def success_message(project_name: str, accuracy: float, verdict: dict[str, str]) -> str:
+def success_message(project_name: str, accuracy: float, verdict: dict[str, str],
+                    summary: str | None = None) -> str:
     """The success notification's words, by verdict: a weak or chance-level model is still
-    saved and recorded, and the message says so plainly."""
+    saved and recorded, and the message says so plainly. With the report's `summary` (the
+    status view's), that is what the message says about the model and its data."""
     if verdict["level"] == "chance":
         return (f"Training finished, but the model for {project_name} is not clearly better "
-                f"than chance. {verdict['text']} The model was saved and recorded anyway.")
+                f"than chance. {summary or verdict['text']} The model was saved and recorded "
+                "anyway.")
     if verdict["level"] == "weak":
         return (f"Training complete: {project_name} reached accuracy {accuracy:.4f}, a weak "
-                f"model. {verdict['text']} Model uploaded; evaluation can now begin.")
+                f"model. {summary or verdict['text']} Model uploaded; evaluation can now begin.")
     return (f"Training complete: {project_name} reached accuracy {accuracy:.4f}. "
-            "Model uploaded; evaluation can now begin.")
+            + (f"{summary} " if summary else "") + "Model uploaded; evaluation can now begin.")
 
 
 @dataclass
@@ -400,19 +413,31 @@ class TrainingService:
         succeeded.advance(JobState.SUCCEEDED)
         succeeded.progress["model_url"] = model.gcs_url
         succeeded.progress["metrics"] = metrics  # progress is stored as JSON by every store
+        reports = {n: urls[n] for n in REPORT_NAMES if n in urls}
+        if reports:
+            succeeded.progress["reports"] = reports
         self.repo.record_model(model, succeeded)
         uploaded.clear()  # the model now: kept whatever happens next
         verdict = metrics["verdict"]
         model_url = redact_url(model.gcs_url)
         done = "training complete; status pending_evaluation"
+        # with the trainer's report, the last row and the message carry the whole summary
+        summary = summarize(metrics) if "findings" in metrics else None
+        said = summary or verdict["text"]
         self._log(project.id, "info" if verdict["level"] == "ok" else "warning",
-                  done if verdict["level"] == "ok" else f"{done} — ⚠️ {verdict['text']}",
-                  job_id=job.id, accuracy=result.accuracy, model_url=model_url, verdict=verdict)
+                  (f"{done} — {summary}" if summary else done) if verdict["level"] == "ok"
+                  else f"{done} — ⚠️ {said}",
+                  job_id=job.id, accuracy=result.accuracy, model_url=model_url, verdict=verdict,
+                  **({"summary": summary, "reports": [redact_url(u) for u in reports.values()]}
+                     if summary else {}))
         self._notify(Notification(
             project_id=project.id, project_name=project.name, ok=True,
-            message=success_message(project.name, result.accuracy, verdict),
+            message=success_message(project.name, result.accuracy, verdict, summary),
             details={"accuracy": result.accuracy, "model_url": model_url, "job_id": job.id,
-                     "verdict": verdict},
+                     "verdict": verdict,
+                     **({"summary": summary,
+                         "report_url": redact_url(reports["report.html"])}
+                        if summary and "report.html" in reports else {})},
         ))
 
     # ---- queries ----------------------------------------------------------------------------
@@ -439,8 +464,42 @@ class TrainingService:
                 queued_at=job.queued_at or job.created_at, started_at=job.started_at,
                 finished_at=job.finished_at,
                 metrics=metrics, summary=job_summary(job.state.value, error, metrics),
+                reports=_report_urls(job),
             )
         return view
+
+    def dataset_report(self, project_id: str | None = None,
+                       job_id: str | None = None) -> dict[str, Any]:
+        """The dataset check (dataset_report.json) of job `job_id`, or of the project's latest
+        job; NotFound when there is no such job or it has no report (it is uploaded with the
+        model's artifacts, so a job that has not succeeded has none)."""
+        if job_id is not None:
+            job = self.repo.get_job(checked_id(job_id, "job_id"))
+            if project_id is not None and job.project_id != checked_id(project_id):
+                raise JobNotFound(f"job {job_id} is not a job of project {project_id}")
+        elif project_id is not None:
+            self.repo.get_project(checked_id(project_id))
+            found = self.repo.latest_job(checked_id(project_id))
+            if found is None:
+                raise JobNotFound(f"project {project_id} has no training job yet")
+            job = found
+        else:
+            raise InvalidInput("give a project_id or a job_id")
+        url = (job.progress.get("reports") or {}).get("dataset_report.json")
+        if not isinstance(url, str):
+            raise NotFound(f"job {job.id} ({job.state.value}) has no dataset report: it is "
+                           "written with the model's artifacts when a job succeeds")
+        dest = self.work_root / "reports" / f"{job.id}-{new_id()}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.blobs.download(url, dest)
+            body: dict[str, Any] = json.loads(dest.read_text())
+        except ValueError as exc:
+            raise StorageError(f"the dataset report of job {job.id} is unreadable: {exc}") \
+                from None
+        finally:
+            dest.unlink(missing_ok=True)
+        return body
 
     def job(self, job_id: str) -> TrainingJob:
         return self.repo.get_job(job_id)
@@ -547,6 +606,7 @@ class TrainingService:
                                                        "best_epoch") if k in metrics},
                             **summary},
                 "manifest_url": urls.get("manifest.json"), "job_id": job.id,
+                "reports": {n: urls[n] for n in REPORT_NAMES if n in urls},
                 "sha256": result.weights_sha256,
             },
         )

@@ -141,6 +141,10 @@ def metrics_lines(job: JobView) -> list[str]:
         lines.append(f"epochs run: {m.epochs_run}" + (f" ({stop})" if stop else ""))
     v = m.verdict
     lines.append(f"verdict: {VERDICT_MARKS.get(v.level, '')} {v.level}: {v.text}")
+    if m.findings is not None and job.summary:  # the report's actionable summary
+        lines.append(f"summary: {job.summary}")
+    if job.reports and "report.html" in job.reports:
+        lines.append(f"report: {job.reports['report.html']}")
     return lines
 
 

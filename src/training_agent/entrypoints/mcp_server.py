@@ -19,7 +19,8 @@ from .worker.runner import JobRunner
 INSTRUCTIONS = (
     "Trains image-classification models for projects. Call start_training with a project id, "
     "then poll training_status until project_status is pending_evaluation (done), "
-    "training_failed or training_cancelled. list_backbones shows what `config.backbone` takes."
+    "training_failed or training_cancelled. list_backbones shows what `config.backbone` takes; "
+    "dataset_report returns a finished job's dataset check (duplicates, leaks, imbalance)."
 )
 
 
@@ -68,6 +69,20 @@ def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
         with _as_tool_error():
             job = runner.cancel(project_id)
         return {"job_id": job.id, "project_id": job.project_id, "state": job.state.value}
+
+    @tool()
+    def dataset_report(project_id: str | None = None,
+                       job_id: str | None = None) -> dict[str, Any]:
+        """The dataset check of a job (`job_id`) or of the project's latest job, as JSON:
+        counts per class and split, `balance` (imbalance ratio, warning flag), classes missing
+        from a split, `duplicates` (exact and near pairs within and across splits; `test_leak`:
+        test images copying training images, which inflate the test accuracy), `files`
+        (unreadable, tiny, blank, extreme-aspect images; sizes and modes), how val/test were
+        made, `warnings` ({code, text}) and a one-line `summary`. Available once the job has
+        succeeded (it is stored beside the model); training_status's `job.metrics.findings`
+        and `job.summary` give the result analysis in brief."""
+        with _as_tool_error():
+            return service.dataset_report(project_id=project_id, job_id=job_id)
 
     @tool()
     def list_backbones() -> dict[str, list[str]]:
