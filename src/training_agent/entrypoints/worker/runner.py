@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -24,6 +25,7 @@ from training_agent.domain.service import TrainingService
 
 from ..container import Container, build_container
 from ..settings import Settings
+from .adopted import AdoptedWorker, process_alive, split_worker_id
 from .process import run_job_process
 
 log = logging.getLogger("training_agent.runner")
@@ -70,7 +72,7 @@ class JobRunner:
         self._mp = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._queue: deque[str] = deque()
-        self._running: dict[str, BaseProcess] = {}
+        self._running: dict[str, BaseProcess | AdoptedWorker] = {}
         self._stopping: dict[str, float] = {}  # job id -> when SIGTERM was sent
         self._wake = threading.Event()
         self._halt = threading.Event()
@@ -89,15 +91,40 @@ class JobRunner:
         self._thread.start()
 
     def recover(self) -> None:
-        """Adopt the jobs this agent's previous life left queued (owner ids are unique among
-        live agents, so no job is adopted twice), then fail the active jobs whose heartbeat
-        went stale while no agent watched them (a dead agent's running or queued jobs)."""
+        """Adopt what this agent's previous life left (owner ids are unique among live agents,
+        so nothing is adopted twice): its queued jobs, and its workers still running (a
+        predecessor killed with SIGKILL leaves them training), which then count towards
+        `max_concurrent`; a job whose worker has gone is failed at once. Then fail the active
+        jobs whose heartbeat went stale while no agent watched them."""
         for job in sorted(self.service.active_jobs(), key=lambda j: j.created_at):
             if job.state is JobState.QUEUED and job.worker_id == self.owner:
                 if self.service.heartbeat(job.id, self.owner):
                     log.info("adopting queued job %s of project %s", job.id, job.project_id)
                     self.submit(job.id)
+            elif (found := split_worker_id(job.worker_id)) and self._predecessor(found[0]):
+                self._adopt_worker(job.id, found[1])
         self._sweep_stale()
+
+    def _predecessor(self, owner: str) -> bool:
+        """An earlier life of this agent: the same owner id (`serve` keeps its port), or the
+        same role on this host whose agent process is gone (`watch`, `mcp`: their pid)."""
+        if owner == self.owner:
+            return True
+        role, _, instance = owner.rpartition(":")
+        mine, _, _ = self.owner.rpartition(":")
+        return (role == mine and not role.startswith("serve@") and instance.isdigit()
+                and not process_alive(int(instance)) and int(instance) != os.getpid())
+
+    def _adopt_worker(self, job_id: str, pid: int) -> None:
+        worker = AdoptedWorker(pid)
+        if worker.is_alive():
+            log.warning("adopting worker %s of job %s, left running by this agent's previous "
+                        "life; it counts towards MAX_CONCURRENT_JOBS", pid, job_id)
+            with self._lock:
+                self._running[job_id] = worker
+        else:
+            self._fail_if_active(job_id, f"worker process {pid} is gone: the agent stopped "
+                                         "while the job ran")
 
     def stop(self, wait: float = 0.0) -> None:
         """Stop launching; give running jobs `wait` seconds, then stop them and fail their jobs.
@@ -253,7 +280,11 @@ class JobRunner:
                 self._stopping.pop(job_id, None)
         for job_id, proc in ended.items():
             proc.join()
-            self._fail_if_active(job_id, f"worker process {exit_cause(proc.exitcode)}")
+            if isinstance(proc, AdoptedWorker):  # not our child: no exit status to read
+                self._fail_if_active(job_id, f"adopted worker process {proc.pid} exited "
+                                             "before the job finished")
+            else:
+                self._fail_if_active(job_id, f"worker process {exit_cause(proc.exitcode)}")
 
     def _stop_cancelled(self) -> None:
         """A job cancelled through another agent (or the CLI) still stops here within seconds."""
@@ -264,7 +295,7 @@ class JobRunner:
                     if proc is not None and job_id not in self._stopping:
                         self._terminate(job_id, proc)
 
-    def _terminate(self, job_id: str, proc: BaseProcess) -> None:
+    def _terminate(self, job_id: str, proc: BaseProcess | AdoptedWorker) -> None:
         log.info("stopping worker %s of job %s", proc.pid, job_id)
         proc.terminate()
         self._stopping[job_id] = time.monotonic()
