@@ -40,3 +40,10 @@ def test_without_findings_the_summary_is_unchanged():
     plain = metrics()
     plain.pop("findings")
     assert "Next step" not in summarize(job_metrics(plain))
+
+
+def test_a_class_missing_from_the_test_split_is_not_called_the_weakest():
+    m = metrics(missing_from_test=["c"])
+    m["per_class"]["c"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    text = summarize(job_metrics(m))
+    assert "Weakest class: 'b'" in text and "class 'c' is never tested" in text

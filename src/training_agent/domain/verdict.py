@@ -235,7 +235,9 @@ def worst_classes(per_class: dict[str, dict[str, Any]], limit: int = 3
     Empty with fewer than two classes."""
     if len(per_class) < 2:
         return []
-    ranked = sorted(per_class.items(), key=lambda kv: (kv[1].get("recall", 0.0),
+    # a class with no images in the split (support 0) was never tested: not "weakest"
+    tested = {k: v for k, v in per_class.items() if v.get("support") != 0}
+    ranked = sorted(tested.items(), key=lambda kv: (kv[1].get("recall", 0.0),
                                                        kv[1].get("f1", 0.0), kv[0]))
     return ranked[:limit]
 
