@@ -129,8 +129,9 @@ def test_worst_classes_leave_out_perfect_ones():
                    "per_class": {name: {"precision": 1.0, "recall": matrix[i][i] / 10,
                                         "support": 10} for i, name in enumerate(CLASSES)},
                    "confusion_matrix": {"split": "test", "labels": CLASSES, "matrix": matrix}}
-        job = JobView(id="j", state="succeeded", progress=ProgressView(),
-                      started_at=datetime.now(timezone.utc),
+        now = datetime.now(timezone.utc)
+        job = JobView(id="j", state="succeeded", progress=ProgressView(), queued_at=now,
+                      started_at=now,
                       metrics=JobMetricsView.model_validate(job_metrics(metrics)))
         return cli.metrics_lines(job)
 
