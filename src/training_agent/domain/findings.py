@@ -7,15 +7,19 @@ from the test split, suspicious files. `sentences` turns it into at most three s
 most confused pair; what in the data inflates or undermines the score; and the one next step
 most likely to help, chosen by this order:
 
-1. a chance or weak model with many suspected label errors (over 10 % of the images): fix them;
-2. test images that copy training images: remove them (the score is inflated until then);
-3. a chance or weak model: the verdict's advice (more epochs, a larger image size, pretrained
+1. test images that copy training images: remove them (the score is inflated until then);
+2. a chance or weak model: the verdict's advice (more epochs, a larger image size, pretrained
    weights);
-4. suspected label errors: check those files;
-5. classes missing from the test split: add test images of them;
-6. the weakest class (recall below 0.9), more images of it (of the smallest class when the
-   training classes are imbalanced and that is the weakest);
+3. suspected label errors: check those files;
+4. classes missing from the test split: add test images of them;
+5. the weakest class (recall below 0.9), more images of it;
+6. training classes imbalanced: more images of the smallest class;
 7. otherwise nothing urgent.
+
+Suspected label errors are judged by the trained model's embeddings, so a chance or weak
+model's suspects are mostly images it has not learned: the trainer does not compute them
+(`label_issues.withheld`), and the summary never names suspects of such a model, whatever
+the findings say.
 
 Pure: standard library only."""
 
@@ -23,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-MANY_LABEL_ISSUES = 0.10  # share of the images: fixing labels comes first
 GOOD_RECALL = 0.9
+POOR = ("chance", "weak")  # verdict levels too poor to judge labels by
 
 
 def _n(value: Any) -> int:
@@ -35,7 +39,15 @@ def _plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
-def data_sentence(f: dict[str, Any]) -> str | None:
+def label_suspects(f: dict[str, Any], level: str) -> int:
+    """Suspected label errors worth naming: none from a chance or weak model."""
+    issues = f.get("label_issues") or {}
+    if level in POOR or issues.get("withheld"):
+        return 0
+    return _n(issues.get("count"))
+
+
+def data_sentence(f: dict[str, Any], level: str = "ok") -> str | None:
     """What in the data inflates or undermines the score, or None when nothing does."""
     parts = []
     leak = f.get("test_leak") or {}
@@ -46,9 +58,9 @@ def data_sentence(f: dict[str, Any]) -> str | None:
     within = _n(f.get("duplicate_pairs_within_splits"))
     if within:
         parts.append(f"{_plural(within, 'duplicate pair')} within splits")
-    issues = f.get("label_issues") or {}
-    if _n(issues.get("count")):
-        parts.append(f"{_plural(_n(issues['count']), 'image looks', 'images look')} "
+    issues = label_suspects(f, level)
+    if issues:
+        parts.append(f"{_plural(issues, 'image looks', 'images look')} "
                      "mislabelled (report.json lists them)")
     missing = [str(c) for c in f.get("missing_from_test") or []]
     if missing:
@@ -68,16 +80,12 @@ def data_sentence(f: dict[str, Any]) -> str | None:
 
 def next_step(f: dict[str, Any], level: str, per_class: dict[str, dict[str, Any]],
               advice: str) -> str:
-    issues = _n((f.get("label_issues") or {}).get("count"))
-    images = _n(f.get("train_images")) or 1
+    issues = label_suspects(f, level)
     leak = _n((f.get("test_leak") or {}).get("images"))
-    poor = level in ("chance", "weak")
-    if poor and issues and issues / images > MANY_LABEL_ISSUES:
-        return f"fix the {_plural(issues, 'suspected label')} listed in report.json"
     if leak:
         return (f"remove the {_plural(leak, 'test image')} that copy training images "
                 "(dataset_report.json lists the pairs) so the test score can be trusted")
-    if poor:
+    if level in POOR:
         return advice
     if issues:
         return f"check the {_plural(issues, 'suspected label')} listed in report.json"
@@ -101,11 +109,11 @@ def sentences(f: dict[str, Any], level: str, per_class: dict[str, dict[str, Any]
     if isinstance(pair, dict) and _n(pair.get("count")):
         out.append(f"Most confused: '{pair.get('true')}' taken for '{pair.get('predicted')}' "
                    f"{_plural(_n(pair['count']), 'time')}.")
-    data = data_sentence(f)
+    data = data_sentence(f, level)
     if data:
         out.append(data)
     out.append(f"Next step: {next_step(f, level, per_class, advice)}.")
     return out
 
 
-__all__ = ["data_sentence", "next_step", "sentences"]
+__all__ = ["data_sentence", "label_suspects", "next_step", "sentences"]

@@ -117,10 +117,14 @@ def _result_section(r: dict[str, Any], plots: dict[str, Path]) -> str:
                + _png(plots.get("training_curves.png"), "training curves") + "</div>")
     issues = r["label_issues"]
     out.append("<h2 id='labels'>Suspected label errors</h2>")
-    if not issues["available"]:
-        out.append(f"<p>{_e(issues['note'])}.</p>")
+    if not issues["available"] or issues.get("withheld"):
+        out.append(f"<p class='warn' id='labels-note'>Suspected label errors were "
+                   f"{_e(issues['note'])}.</p>" if issues.get("withheld")
+                   else f"<p id='labels-note'>{_e(issues['note'])}.</p>")
     else:
         out.append(f"<p>{issues['count']} suspected. Method: {_e(issues['method'])}.</p>")
+        if issues.get("note"):
+            out.append(f"<p id='labels-note'>{_e(issues['note'])}.</p>")
         out.append(_table(["image", "split", "filed as", "looks like", "label quality"],
                           [[i["path"], i["split"], i["given"], i["suggested"],
                             i["given_label_quality"]] for i in issues["listed"]]))
