@@ -10,18 +10,20 @@ import signal
 import sys
 import tempfile
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from training_agent.domain.config import config_json_schema, describe_knobs
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
+from training_agent.domain.service import MAX_PAGE
 from training_agent.domain.urls import redact_text, redact_url
 from training_agent.domain.verdict import describe_stop, worst_classes
-from training_agent.domain.views import JobView, ProgressView
+from training_agent.domain.views import JobView, ProgressView, ProjectPageView
 
 from .container import Container, build_container
 from .progress import JobProgressBar
@@ -204,14 +206,15 @@ def demo(epochs: int) -> None:
 
 @main.group()
 def project() -> None:
-    """Create projects."""
+    """Create, list and show projects."""
 
 
 @project.command("create")
 @click.option("--name", required=True)
 @click.option("--dataset", "dataset", required=True, help="a local zip, or a gs://, s3://, "
               "https://storage.googleapis.com/ or file:// URL")
-@click.option("--config", "config", default=None, help="training config as a JSON object")
+@click.option("--config", "config", default=None, help="training config as a JSON object "
+              "(its keys: `training-agent config`)")
 def project_create(name: str, dataset: str, config: str | None) -> None:
     """Create a project (pending_training) and its dataset row; prints the id last."""
     service = _container().training_service()
@@ -223,6 +226,86 @@ def project_create(name: str, dataset: str, config: str | None) -> None:
         created, url = service.create_project_from_file(name, Path(dataset), cfg)
     click.echo(f"dataset: {redact_url(url)}")
     click.echo(created.id)
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value.astimezone():%Y-%m-%d %H:%M}" if value else "-"
+
+
+def project_rows(page: ProjectPageView) -> list[str]:
+    """The project list for people: one aligned line per project, newest first."""
+    header = ("created", "name", "id", "status", "last job", "accuracy")
+    rows = [(_when(p.created_at), p.name, p.id, p.status,
+             p.last_job.state if p.last_job else "-",
+             f"{p.last_job.accuracy:.4f}" if p.last_job and p.last_job.accuracy is not None
+             else "-") for p in page.projects]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+            for r in [header, *rows]]
+
+
+@project.command("list")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True,
+              help="projects per page")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True,
+              help="projects to skip (the previous page's next offset)")
+@click.option("--json", "as_json", is_flag=True, help="the page as JSON (as the HTTP API)")
+def project_list(limit: int, offset: int, as_json: bool) -> None:
+    """Projects, newest first: name, id, status, last job state and accuracy."""
+    page = _container().training_service().list_projects(limit, offset)
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    if not page.projects:
+        click.echo("no projects" + (f" after the first {offset}" if offset else
+                                    "; create one with `training-agent project create`"))
+        return
+    for line in project_rows(page):
+        click.echo(line)
+    if page.next_offset is not None:
+        click.echo(f"more: training-agent project list --offset {page.next_offset}")
+
+
+@project.command("show")
+@click.argument("project_id")
+@click.option("--json", "as_json", is_flag=True)
+def project_show(project_id: str, as_json: bool) -> None:
+    """One project: status, dataset, config, latest job and model."""
+    view = _container().training_service().project(project_id)
+    if as_json:
+        click.echo(view.model_dump_json(indent=2))
+        return
+    job = view.last_job
+    lines = [
+        f"project {view.name} ({view.id})",
+        f"status: {view.status}",
+        f"created: {_when(view.created_at)}, updated: {_when(view.updated_at)}",
+        f"dataset: {view.dataset_url or '-'}"
+        + (f" ({view.num_classes} classes)" if view.num_classes else ""),
+        f"config: {json.dumps(view.training_config) if view.training_config else 'defaults'}",
+        "last job: " + (f"{job.id} {job.state}" + (f", accuracy {job.accuracy:.4f}"
+                                                   if job.accuracy is not None else "")
+                        + (f", finished {_when(job.finished_at)}" if job.finished_at else "")
+                        if job else "none yet"),
+    ]
+    if view.model_url:
+        lines.append(f"model: {view.model_url}" + (
+            f" (accuracy {view.model_accuracy:.4f})" if view.model_accuracy is not None else ""))
+    for line in lines:
+        click.echo(line)
+
+
+@main.command("config")
+@click.option("--schema", "as_schema", is_flag=True,
+              help="print the training config's JSON schema (also in the OpenAPI document)")
+def config_command(as_schema: bool) -> None:
+    """The training config's knobs: type, range, default and meaning."""
+    if as_schema:
+        click.echo(json.dumps(config_json_schema(), indent=2))
+        return
+    click.echo("training config keys (project create --config, train --config, the API's "
+               "config); every key is optional:")
+    click.echo(describe_knobs())
 
 
 @main.command()
