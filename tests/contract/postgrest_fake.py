@@ -20,7 +20,7 @@ from psycopg import sql
 # PostgREST's mapping of SQLSTATE to HTTP status, for the codes these tests can produce.
 _STATUS = {"42501": 403, "23505": 409, "23503": 409, "22P02": 400, "P0001": 400,
            "42P01": 404, "42883": 404, "57014": 500}
-_READ_ONLY_PARAMS = {"select", "order", "limit"}
+_READ_ONLY_PARAMS = {"select", "order", "limit", "offset"}
 
 
 def error_body(code: str, message: str, details: str | None = None,
@@ -99,6 +99,8 @@ class FakePostgrest:
             query = sql.SQL("{} ORDER BY {}").format(query, sql.SQL(", ").join(terms))
         if "limit" in params:
             query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(int(params["limit"])))
+        if "offset" in params:
+            query = sql.SQL("{} OFFSET {}").format(query, sql.Literal(int(params["offset"])))
         return httpx.Response(200, json=self._json(conn, query, args))
 
     def _returning(self, conn: psycopg.Connection, request: httpx.Request,

@@ -323,3 +323,27 @@ def test_a_job_keeps_when_it_was_queued_and_when_a_worker_began_it(repo):
     claimed = repo.claim_next_pending("watch@x")
     assert claimed is not None and claimed.project_id == q.id
     assert repo.get_job(claimed.id).queued_at is not None
+
+
+def test_list_projects_pages_newest_first_with_each_latest_job(repo):
+    now = utcnow()
+    assert repo.list_projects(limit=10) == []
+    old = project(repo, name="old", created_at=now - timedelta(minutes=3))
+    mid = project(repo, name="mid", created_at=now - timedelta(minutes=2))
+    new = project(repo, name="new", created_at=now - timedelta(minutes=1))
+    first = repo.claim_job(TrainingJob(project_id=old.id, created_at=now - timedelta(seconds=50)),
+                           None)
+    first.fail("boom")
+    assert repo.save_job(first)
+    latest = repo.claim_job(TrainingJob(project_id=old.id, created_at=now - timedelta(seconds=9)),
+                            None)
+    mid_job = repo.claim_job(TrainingJob(project_id=mid.id), None)
+
+    page = repo.list_projects(limit=2)
+    assert [(p.name, j.id if j else None) for p, j in page] == [("new", None),
+                                                                ("mid", mid_job.id)]
+    assert page[1][0] == repo.get_project(mid.id)
+    [(p, job)] = repo.list_projects(limit=2, offset=2)
+    assert (p.id, job) == (old.id, repo.get_job(latest.id))
+    assert repo.list_projects(limit=2, offset=3) == []
+    assert [p.id for p, _ in repo.list_projects(limit=100)] == [new.id, mid.id, old.id]

@@ -29,6 +29,11 @@ class MetadataRepo(abc.ABC):
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None: ...
 
     @abc.abstractmethod
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Project, TrainingJob | None]]:
+        """A page of projects, newest first (created_at, then id, descending), each with its
+        latest job (None before the first start)."""
+
+    @abc.abstractmethod
     def add_dataset(self, dataset: Dataset) -> Dataset: ...
 
     @abc.abstractmethod

@@ -54,13 +54,18 @@ from .verdict import job_metrics, judge, summarize
 from .views import (
     JobMetricsView,
     JobView,
+    LastJobView,
     LogView,
     ProgressView,
+    ProjectPageView,
+    ProjectSummaryView,
+    ProjectView,
     StatusView,
     job_summary,
 )
 
 PROGRESS_SAVE_SECONDS = 2.0
+MAX_PAGE = 100  # projects in one page of the project list
 REPORT_NAMES = ("dataset_report.json", "report.json", "report.html")  # beside the model
 
 
@@ -113,6 +118,22 @@ def _report_urls(job: TrainingJob) -> dict[str, str] | None:
     if not isinstance(reports, dict) or not reports:
         return None
     return {str(k): redact_url(str(v)) for k, v in reports.items()}
+
+
+def _project_summary(project: Project, job: TrainingJob | None) -> ProjectSummaryView:
+    last = None
+    if job is not None:
+        metrics = job.progress.get("metrics")
+        accuracy = None
+        if job.state is JobState.SUCCEEDED and isinstance(metrics, dict):
+            found = metrics.get("test_accuracy", metrics.get("val_accuracy"))
+            accuracy = float(found) if isinstance(found, int | float) else None
+        last = LastJobView(id=job.id, state=job.state.value, accuracy=accuracy,
+                           queued_at=job.queued_at or job.created_at,
+                           finished_at=job.finished_at)
+    return ProjectSummaryView(id=project.id, name=project.name, status=project.status.value,
+                              created_at=project.created_at, updated_at=project.updated_at,
+                              last_job=last)
 
 
 def sha256_of(path: Path) -> str:
@@ -467,6 +488,34 @@ class TrainingService:
                 reports=_report_urls(job),
             )
         return view
+
+    def list_projects(self, limit: int = 20, offset: int = 0) -> ProjectPageView:
+        """A page of projects, newest first, each with its latest job's state and accuracy."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE} (got {limit!r})")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInput(f"offset must be an integer of 0 or more (got {offset!r})")
+        rows = self.repo.list_projects(limit + 1, offset)  # one more: is there a next page?
+        return ProjectPageView(
+            projects=[_project_summary(p, j) for p, j in rows[:limit]], limit=limit,
+            offset=offset, next_offset=offset + limit if len(rows) > limit else None)
+
+    def project(self, project_id: str) -> ProjectView:
+        """One project: status, config, dataset, latest job and latest model."""
+        project = self.repo.get_project(checked_id(project_id))
+        summary = _project_summary(project, self.repo.latest_job(project.id))
+        try:
+            dataset: Dataset | None = self.repo.latest_dataset(project.id)
+        except NotFound:
+            dataset = None
+        models = self.repo.list_models(project.id)
+        model = models[-1] if models else None
+        return ProjectView(
+            **summary.model_dump(), training_config=project.training_config,
+            dataset_url=redact_url(dataset.gcs_url) if dataset else None,
+            num_classes=dataset.num_classes if dataset else None,
+            model_url=redact_url(model.gcs_url) if model else None,
+            model_accuracy=model.accuracy if model else None)
 
     def dataset_report(self, project_id: str | None = None,
                        job_id: str | None = None) -> dict[str, Any]:

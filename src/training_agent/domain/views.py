@@ -127,3 +127,44 @@ class StatusView(BaseModel):
     project_status: str
     job: JobView | None = None
     recent_logs: list[LogView] = Field(default_factory=list)
+
+
+class LastJobView(BaseModel):
+    """A project's latest job in brief."""
+
+    id: str
+    state: str
+    accuracy: float | None = Field(
+        None, description="test accuracy (validation accuracy without a test split) once the "
+                          "job has succeeded")
+    queued_at: datetime
+    finished_at: datetime | None = None
+
+
+class ProjectSummaryView(BaseModel):
+    id: str
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    last_job: LastJobView | None = Field(None, description="null before the first start")
+
+
+class ProjectPageView(BaseModel):
+    """One page of projects, newest first."""
+
+    projects: list[ProjectSummaryView]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(
+        None, description="the `offset` of the next page; null on the last page")
+
+
+class ProjectView(ProjectSummaryView):
+    """One project: its summary, training config, dataset and latest model."""
+
+    training_config: dict[str, Any] = Field(default_factory=dict)
+    dataset_url: str | None = None
+    num_classes: int | None = None
+    model_url: str | None = Field(None, description="the latest recorded model's weights")
+    model_accuracy: float | None = None

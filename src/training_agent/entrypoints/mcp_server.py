@@ -9,6 +9,8 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from training_agent import __version__
+from training_agent.domain.config import describe_knobs
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
 from training_agent.domain.service import TrainingService
@@ -19,9 +21,18 @@ from .worker.runner import JobRunner
 INSTRUCTIONS = (
     "Trains image-classification models for projects. Call start_training with a project id, "
     "then poll training_status until project_status is pending_evaluation (done), "
-    "training_failed or training_cancelled. list_backbones shows what `config.backbone` takes; "
-    "dataset_report returns a finished job's dataset check (duplicates, leaks, imbalance)."
+    "training_failed or training_cancelled. list_projects finds projects (newest first) and "
+    "their last job; list_backbones shows what `config.backbone` takes; dataset_report "
+    "returns a finished job's dataset check (duplicates, leaks, imbalance)."
 )
+START_DESCRIPTION = """Queue a training job for the project; it runs in a worker process. `config`
+overrides the project's training config; any subset of these keys (unknown keys and
+out-of-range values are refused, naming the key):
+{knobs}
+`force` starts from any project status (never while a job is active). `idempotency_key` (e.g. a
+UUID) makes a retry safe: the same key with the same project_id, config and force returns the
+first call's job instead of a second job or a conflict; the key with different arguments is
+refused."""
 
 
 @contextmanager
@@ -34,18 +45,14 @@ def _as_tool_error() -> Iterator[None]:
 
 
 def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
-    server: MCPServer[Any] = MCPServer(name="training-agent", instructions=INSTRUCTIONS)
+    server: MCPServer[Any] = MCPServer(name="training-agent", instructions=INSTRUCTIONS,
+                                       version=__version__)
     tool: Callable[..., Any] = server.tool
 
-    @tool()
+    @tool(description=START_DESCRIPTION.format(knobs=describe_knobs()))
     def start_training(project_id: str, config: dict[str, Any] | None = None,
                        force: bool = False,
                        idempotency_key: str | None = None) -> dict[str, Any]:
-        """Queue a training job for the project; it runs in a worker process. `config` overrides
-        the project's training config (epochs, backbone, pretrained, image_size, ...).
-        `idempotency_key` (e.g. a UUID) makes a retry safe: the same key with the same
-        project_id, config and force returns the first call's job instead of a second job or a
-        conflict; the key with different arguments is refused."""
         with _as_tool_error():
             job = service.start(project_id, config, force, worker_id=runner.owner,
                                 idempotency_key=idempotency_key)
@@ -62,6 +69,14 @@ def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
         newest first."""
         with _as_tool_error():
             return service.status(project_id).model_dump(mode="json")
+
+    @tool()
+    def list_projects(limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        """Projects, newest first: each one's id, name, status and last job (state, accuracy
+        once it has succeeded). Pages of `limit` (1 to 100); `next_offset` is the next page's
+        `offset`, null on the last page."""
+        with _as_tool_error():
+            return service.list_projects(limit, offset).model_dump(mode="json")
 
     @tool()
     def cancel_training(project_id: str) -> dict[str, Any]:

@@ -42,6 +42,12 @@ class InMemoryMetadataRepo(MetadataRepo):
                 raise ProjectNotFound(project_id)
             return self.projects[project_id].model_copy(deep=True)
 
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Project, TrainingJob | None]]:
+        with self._lock:
+            page = sorted(self.projects.values(), key=lambda p: (p.created_at, p.id),
+                          reverse=True)[offset:offset + limit]
+            return [(p.model_copy(deep=True), self.latest_job(p.id)) for p in page]
+
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
         self._maybe_fail("set_project_status")
         with self._lock:

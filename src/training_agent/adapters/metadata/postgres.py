@@ -164,6 +164,15 @@ class PostgresMetadataRepo(MetadataRepo):
             raise ProjectNotFound(project_id)
         return Project.model_validate(row)
 
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Project, TrainingJob | None]]:
+        rows = self._all(
+            "SELECT to_jsonb(p) AS project, to_jsonb(j) AS job FROM projects p "
+            "LEFT JOIN LATERAL (SELECT * FROM training_jobs t WHERE t.project_id = p.id "
+            "ORDER BY t.created_at DESC, t.id DESC LIMIT 1) j ON true "
+            "ORDER BY p.created_at DESC, p.id DESC LIMIT %s OFFSET %s", limit, offset)
+        return [(Project.model_validate(r["project"]),
+                 TrainingJob.model_validate(r["job"]) if r["job"] else None) for r in rows]
+
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
         if is_uuid(project_id):
             with self._tx() as conn:

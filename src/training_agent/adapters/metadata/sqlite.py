@@ -114,6 +114,21 @@ class SqliteMetadataRepo(MetadataRepo):
             raise ProjectNotFound(project_id)
         return Project.model_validate(row)
 
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Project, TrainingJob | None]]:
+        with self._connect() as conn:  # one snapshot: the page and its jobs
+            conn.execute("BEGIN")
+            projects = [decode(dict(r)) for r in conn.execute(
+                "SELECT * FROM projects ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (limit, offset))]
+            marks = ",".join("?" * len(projects))
+            jobs = {r["project_id"]: r for r in (decode(dict(row)) for row in conn.execute(
+                "SELECT * FROM training_jobs WHERE id IN (SELECT (SELECT j.id FROM training_jobs "
+                "j WHERE j.project_id = p.id ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1) "
+                f"FROM projects p WHERE p.id IN ({marks}))", [p["id"] for p in projects]))}
+            conn.execute("COMMIT")
+        return [(Project.model_validate(p), TrainingJob.model_validate(jobs[p["id"]])
+                 if p["id"] in jobs else None) for p in projects]
+
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
         with self._tx() as conn:
             cur = conn.execute("UPDATE projects SET status = ?, updated_at = ? WHERE id = ?",

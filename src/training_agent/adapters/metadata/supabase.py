@@ -151,6 +151,19 @@ class SupabaseMetadataRepo(MetadataRepo):
             raise ProjectNotFound(project_id)
         return Project.model_validate(rows[0])
 
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Project, TrainingJob | None]]:
+        projects = self._run("select", "projects", lambda: self._client.table("projects").select(
+            "*").order("created_at", desc=True).order("id", desc=True).limit(limit).offset(offset))
+        ids = [p["id"] for p in projects]
+        jobs: dict[str, dict[str, Any]] = {}
+        if ids:  # every job of the page's projects, newest first: the first of each is its latest
+            for row in self._run("select", "training_jobs", lambda: self._client.table(
+                    "training_jobs").select("*").in_("project_id", ids).order(
+                    "created_at", desc=True).order("id", desc=True)):
+                jobs.setdefault(row["project_id"], row)
+        return [(Project.model_validate(p), TrainingJob.model_validate(jobs[p["id"]])
+                 if p["id"] in jobs else None) for p in projects]
+
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
         changes = {"status": status.value, "updated_at": utcnow().isoformat()}
         rows = self._run("update", "projects", lambda: self._client.table("projects").update(

@@ -23,6 +23,7 @@ from .auth import SECURITY_SCHEMES
 from .controllers import TrainingController, health
 from .errors import EXCEPTION_HANDLERS, log_exception
 from .health import Check, default_checks
+from .openapi import document_config
 from .request import MAX_BODY_BYTES, AgentRequest
 
 log = logging.getLogger("training_agent.http")
@@ -87,6 +88,7 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
         ),
     )
     _document_validation_as_422(app)
+    document_config(app, {"StartRequest": "config"})
     return app
 
 

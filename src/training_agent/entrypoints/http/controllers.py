@@ -7,11 +7,11 @@ from typing import Annotated
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, JSONBody, PathParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from training_agent.domain.models import JobState
-from training_agent.domain.service import MAX_IDEMPOTENCY_KEY_CHARS, TrainingService
-from training_agent.domain.views import StatusView
+from training_agent.domain.service import MAX_IDEMPOTENCY_KEY_CHARS, MAX_PAGE, TrainingService
+from training_agent.domain.views import ProjectPageView, ProjectView, StatusView
 
 from ..worker.runner import JobRunner
 from .auth import SECURITY, require_api_key
@@ -66,6 +66,24 @@ class TrainingController(Controller):
     def status(self, project_id: ProjectId,
                service: NamedDependency[TrainingService]) -> StatusView:
         return service.status(project_id)
+
+    @get("/projects", operation_id="listProjects", sync_to_thread=True,
+         summary="Projects, newest first, with each one's last job state and accuracy (paged)",
+         responses=_errors(401, 422))
+    def projects(self, service: NamedDependency[TrainingService],
+                 limit: Annotated[int, QueryParameter(
+                     ge=1, le=MAX_PAGE, description="projects per page")] = 20,
+                 offset: Annotated[int, QueryParameter(
+                     ge=0, description="projects to skip: the previous page's `next_offset`")
+                 ] = 0) -> ProjectPageView:
+        return service.list_projects(limit, offset)
+
+    @get("/projects/{project_id:str}", operation_id="showProject", sync_to_thread=True,
+         summary="One project: status, config, dataset, latest job and model",
+         responses=_errors(401, 404, 422))
+    def project(self, project_id: ProjectId,
+                service: NamedDependency[TrainingService]) -> ProjectView:
+        return service.project(project_id)
 
     @post("/cancel/{project_id:str}", operation_id="cancelTraining", status_code=202,
           sync_to_thread=True, summary="Cancel the project's active job",
