@@ -440,11 +440,34 @@ def mcp_command() -> None:
 
     container = _container()
     runner = build_runner(container, _settings(), agent_id("mcp", os.getpid()))
+    # A client that ends the session by signalling the server (SIGTERM), or a closed terminal
+    # (SIGHUP), must not kill it before it has stopped its workers and failed their jobs. The
+    # stdio loop cannot be interrupted while it reads stdin, so a thread stops the runner and
+    # then ends the process.
+    stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    stopping = threading.Lock()
+
+    def stop_then_exit(signum: int, _frame: object) -> None:
+        for sig in (*stops, signal.SIGINT):  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+
+        def work() -> None:
+            with stopping:
+                runner.stop()
+            os._exit(128 + signum)
+
+        threading.Thread(target=work, name="mcp-stop").start()
+
+    for sig in stops:
+        signal.signal(sig, stop_then_exit)
     runner.start()
     try:
         build_mcp_server(container.training_service(), runner).run("stdio")
     finally:
-        runner.stop()
+        for sig in (*stops, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        with stopping:
+            runner.stop()
 
 
 @main.group()
