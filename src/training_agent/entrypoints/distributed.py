@@ -47,6 +47,9 @@ class FollowerRepo(MetadataRepo):
     def get_project(self, project_id: str) -> Any:
         return self.inner.get_project(project_id)
 
+    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Any, TrainingJob | None]]:
+        return self.inner.list_projects(limit, offset)
+
     def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
         return None
 
