@@ -18,7 +18,9 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,14 +165,39 @@ def run_primary(service: TrainingService, job_id: str,
     """Rank 0 runs the job as `training-agent train` does: beating from a thread the whole
     time (a slow epoch or upload still looks alive to the agents that fail stale jobs), and
     waiting for notifications still in flight before the process exits."""
-    from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat
+    from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat, stop_on_sigterm
     from .worker.runner import agent_id
 
+    # Ctrl-C reaches every rank (SIGINT); torchrun's agent passes a signal it got on (SIGTERM):
+    # either ends the job failed ("interrupted by SIGINT"), as the one-process `train` does
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if main:
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         with heartbeat(service, job_id, f"{agent_id('torchrun')}/rank0/pid:{os.getpid()}"):
             return service.run(job_id, on_progress)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if main:
+            for sig in handlers:  # a second signal must not cut this short
+                signal.signal(sig, signal.SIG_IGN)
+        service.fail_job(job_id, f"interrupted by {interruption(exc)}")
+        raise
     finally:
         service.notifier.flush(NOTIFY_FLUSH_SECONDS)
+        if main:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+
+def interruption(exc: BaseException) -> str:
+    """The signal a KeyboardInterrupt or a signal's SystemExit(128 + n) stands for."""
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+        try:
+            return signal.Signals(exc.code - 128).name
+        except ValueError:
+            pass
+    return "SIGINT" if isinstance(exc, KeyboardInterrupt) else f"exit {getattr(exc, 'code', '')}"
 
 
 def container_service() -> TrainingService:
@@ -200,8 +227,13 @@ def launch(project_id: str, nproc_per_node: int, config: dict[str, Any] | None =
         argv += ["--config", json.dumps(config)]
     if force:
         argv.append("--force")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     try:
         run(get_args_parser().parse_args(argv))
+    except SignalException as exc:  # Ctrl-C or SIGTERM: rank 0 has failed the job
+        print(f"distributed training interrupted by {exc.sigval.name}", file=sys.stderr)
+        return 128 + int(exc.sigval)
     except Exception as exc:  # torchrun's ChildFailedError names the failing rank
         print(f"distributed training failed: {exc}", file=sys.stderr)
         return 1
