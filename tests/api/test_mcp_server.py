@@ -21,8 +21,11 @@ def test_mcp_tools_train_a_model_and_report_errors(make_agent):
             assert tools >= {"start_training", "training_status", "cancel_training",
                              "list_backbones", "dataset_report"}
 
-            backbones = await client.call_tool("list_backbones", {})
-            assert backbones.structured_content == {"fake": ["tiny"]}
+            backbones = (await client.call_tool("list_backbones", {})).structured_content
+            assert backbones["backbones"] == [{"provider": "fake", "name": "tiny",
+                                               "pretrained": None, "size": None,
+                                               "note": None}]
+            assert backbones["providers"] == {"fake": 1} and backbones["total"] == 1
 
             started = await client.call_tool("start_training",
                                              {"project_id": pid, "config": {"epochs": 3}})

@@ -156,11 +156,14 @@ def test_a_plugin_distribution_is_listed_and_a_job_trains_with_it(plugin_site, t
 def test_the_cli_lists_a_plugin_distribution(plugin_site, tmp_path):
     env = {**os.environ, "TRAINING_AGENT_HOME": str(tmp_path / "home"),
            "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "training_agent", "backbones", "--all"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "tinyplug (1 of 1):" in out.stdout and "  tinynet" in out.stdout
+    assert "torchvision (80 of 80)" in out.stdout and "timm (" in out.stdout
     out = subprocess.run([sys.executable, "-m", "training_agent", "backbones"], env=env,
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "tinyplug (1 backbones)" in out.stdout and "  tinynet" in out.stdout
-    assert "torchvision (" in out.stdout and "timm (" in out.stdout
+    assert ", tinyplug 1, torchvision 80)" in out.stdout.splitlines()[-1]  # the default view
 
 
 def test_an_unknown_plugin_is_refused_before_a_job_is_queued(tmp_path):

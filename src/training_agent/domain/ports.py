@@ -189,6 +189,14 @@ class TrainResult(BaseModel):
     primary: bool = True  # False on non-zero ranks of distributed training: they upload nothing
 
 
+class BackboneInfo(BaseModel):
+    provider: str = Field(description="the trainer plugin: `config.trainer`")
+    name: str = Field(description="`config.backbone`")
+    pretrained: bool | None = Field(
+        None, description="whether published pretrained weights exist (null: the plugin does "
+                          "not say)")
+
+
 class Trainer(abc.ABC):
     @abc.abstractmethod
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
@@ -201,6 +209,11 @@ class Trainer(abc.ABC):
 
     def check_config(self, config: TrainingConfig) -> None:
         """Raises InvalidConfig for an unknown trainer or backbone, before a job is queued."""
+
+    def backbone_catalog(self) -> list[BackboneInfo]:
+        """Every backbone, with whether it has pretrained weights when the plugin says."""
+        return [BackboneInfo(provider=plugin, name=name, pretrained=None)
+                for plugin, names in self.backbones().items() for name in names]
 
 
 class Notification(BaseModel):
@@ -236,6 +249,6 @@ class Notifier(abc.ABC):
 
 
 __all__ = [
-    "BlobStore", "DatasetSplits", "EpochProgress", "JobState", "MetadataRepo", "Notification",
+    "BackboneInfo", "BlobStore", "DatasetSplits", "EpochProgress", "JobState", "MetadataRepo", "Notification",
     "Notifier", "ProgressSink", "TrainRequest", "TrainResult", "Trainer",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import archive
+from .backbones import RECOMMENDED, matches
 from .config import TrainingConfig, resolve_config
 from .disk import failure_cause, is_disk_full
 from .errors import (
@@ -52,6 +53,8 @@ from .ports import (
 from .urls import check_dataset_url, redact_text, redact_url
 from .verdict import job_metrics, judge, summarize
 from .views import (
+    BackbonePageView,
+    BackboneView,
     JobMetricsView,
     JobView,
     LastJobView,
@@ -66,6 +69,7 @@ from .views import (
 
 PROGRESS_SAVE_SECONDS = 2.0
 MAX_PAGE = 100  # projects in one page of the project list
+MAX_BACKBONES = 500  # backbones in one page
 REPORT_NAMES = ("dataset_report.json", "report.json", "report.html")  # beside the model
 
 
@@ -589,6 +593,38 @@ class TrainingService:
 
     def backbones(self) -> dict[str, list[str]]:
         return self.trainer.backbones()
+
+    def find_backbones(self, text: str | None = None, provider: str | None = None,
+                       pretrained: bool = False, limit: int | None = None,
+                       offset: int = 0) -> BackbonePageView:
+        """The backbones whose name holds `text` (or matches it as a glob), of one `provider`,
+        only those with pretrained weights; by provider then name, `limit` from `offset` (all
+        without a limit); and the recommended few that are installed."""
+        if limit is not None and (isinstance(limit, bool) or not 1 <= limit <= MAX_BACKBONES):
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_BACKBONES} "
+                               f"(got {limit!r})")
+        if isinstance(offset, bool) or offset < 0:
+            raise InvalidInput(f"offset must be an integer of 0 or more (got {offset!r})")
+        catalog = self.trainer.backbone_catalog()
+        counts: dict[str, int] = {}
+        for info in catalog:
+            counts[info.provider] = counts.get(info.provider, 0) + 1
+        if provider is not None and provider not in counts:
+            raise InvalidInput(f"no trainer plugin {provider!r}; installed: "
+                               f"{', '.join(sorted(counts)) or 'none'}")
+        found = sorted((b for b in catalog if matches(b, text, provider, pretrained)),
+                       key=lambda b: (b.provider, b.name))
+        page = found[offset:] if limit is None else found[offset:offset + limit]
+        known = {(b.provider, b.name): b for b in catalog}
+        recommended = [BackboneView(**known[(r.provider, r.name)].model_dump(), size=r.size,
+                                    note=r.note)
+                       for r in RECOMMENDED if (r.provider, r.name) in known]
+        end = offset + len(page)
+        return BackbonePageView(
+            backbones=[BackboneView(**b.model_dump()) for b in page], total=len(found),
+            limit=limit if limit is not None else len(found), offset=offset,
+            next_offset=end if end < len(found) else None, providers=counts,
+            recommended=recommended)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _checked_config(self, *layers: dict[str, Any] | None) -> TrainingConfig:

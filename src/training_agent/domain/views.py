@@ -168,3 +168,28 @@ class ProjectView(ProjectSummaryView):
     num_classes: int | None = None
     model_url: str | None = Field(None, description="the latest recorded model's weights")
     model_accuracy: float | None = None
+
+
+class BackboneView(BaseModel):
+    provider: str = Field(description="the trainer plugin: `config.trainer`")
+    name: str = Field(description="`config.backbone`")
+    pretrained: bool | None = Field(
+        None, description="whether published pretrained weights exist (null: the plugin does "
+                          "not say)")
+    size: str | None = Field(None, description="recommended ones: small, medium or large")
+    note: str | None = Field(None, description="recommended ones: why, and what it costs")
+
+
+class BackbonePageView(BaseModel):
+    """Backbones matching a query, by provider then name, one page of them; the recommended
+    few are listed with every page."""
+
+    backbones: list[BackboneView]
+    total: int = Field(description="how many match")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(None, description="null on the last page")
+    providers: dict[str, int] = Field(
+        default_factory=dict, description="every installed plugin and how many backbones it "
+                                          "offers in all")
+    recommended: list[BackboneView] = Field(default_factory=list)

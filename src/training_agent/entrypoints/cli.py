@@ -23,7 +23,7 @@ from training_agent.domain.models import JobState
 from training_agent.domain.service import MAX_PAGE
 from training_agent.domain.urls import redact_text, redact_url
 from training_agent.domain.verdict import describe_stop, worst_classes
-from training_agent.domain.views import JobView, ProgressView, ProjectPageView
+from training_agent.domain.views import BackbonePageView, JobView, ProgressView, ProjectPageView
 
 from .container import Container, build_container
 from .progress import JobProgressBar
@@ -365,13 +365,59 @@ def status(project_id: str, as_json: bool) -> None:
         click.echo(f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.level:<7} {entry.message}")
 
 
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+            for r in rows]
+
+
+def backbone_lines(page: BackbonePageView, query: str | None, everything: bool) -> list[str]:
+    """`backbones` for people: the recommended few, or the matches by plugin."""
+    in_all = sum(page.providers.values())
+    counts = ", ".join(f"{name} {n}" for name, n in sorted(page.providers.items()))
+    if not everything:
+        lines = ["recommended backbones (set config.trainer and config.backbone; all have "
+                 "pretrained weights):"]
+        lines += ["  " + line for line in _table(
+            [("size", "trainer", "backbone", "notes")]
+            + [(b.size or "", b.provider, b.name, b.note or "") for b in page.recommended])]
+        lines.append(f"{in_all} backbones in all ({counts}): search them with "
+                     "`training-agent backbones FILTER` (e.g. resnet, '*_b0'), narrow with "
+                     "--pretrained or --provider NAME, or list all with --all")
+        return lines
+    lines: list[str] = []
+    shown = {}
+    for b in page.backbones:
+        shown.setdefault(b.provider, []).append(b)
+    for provider, found in shown.items():
+        lines.append(f"{provider} ({len(found)} of {page.providers[provider]}):")
+        lines += ["  " + line for line in _table([
+            (b.name, "pretrained" if b.pretrained else "no pretrained weights"
+             if b.pretrained is False else "") for b in found])]
+    what = f" matching {query!r}" if query else ""
+    lines.append(f"{page.total} backbone{'s' if page.total != 1 else ''}{what}"
+                 if page.total else f"no backbone{what} (of {in_all}: {counts})")
+    return lines
+
+
 @main.command()
-def backbones() -> None:
-    """The backbones each installed trainer plugin offers."""
-    for plugin, names in _container().training_service().backbones().items():
-        click.echo(f"{plugin} ({len(names)} backbones)")
-        for name in names:
-            click.echo(f"  {name}")
+@click.argument("query", metavar="[FILTER]", required=False)
+@click.option("--pretrained", is_flag=True, help="only backbones with pretrained weights")
+@click.option("--provider", default=None, metavar="NAME",
+              help="only this trainer plugin's (torchvision, timm, ...)")
+@click.option("--all", "everything", is_flag=True, help="list every backbone")
+@click.option("--json", "as_json", is_flag=True, help="the matches as JSON")
+def backbones(query: str | None, pretrained: bool, provider: str | None, everything: bool,
+              as_json: bool) -> None:
+    """The recommended backbones, or those matching FILTER (a part of the name, or a glob
+    such as 'resnet*'); listed without importing the model libraries."""
+    page = _container().training_service().find_backbones(query, provider, pretrained)
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    listing = everything or bool(query) or pretrained or provider is not None
+    for line in backbone_lines(page, query, listing):
+        click.echo(line)
 
 
 def is_loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.log import LogNotifier
 from training_agent.adapters.notifiers.webhook import WebhookNotifier
 from training_agent.adapters.trainers.lazy import LazyTrainer
+from training_agent.adapters.trainers.registry import default_registry
 from training_agent.domain.archive import IntakeLimits
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.ports import BlobStore, MetadataRepo, Trainer
@@ -101,7 +102,8 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
-    trainer = providers.Singleton(LazyTrainer, factory=providers.Object(_pytorch_trainer))
+    trainer = providers.Singleton(LazyTrainer, factory=providers.Object(_pytorch_trainer),
+                                  registry=providers.Object(default_registry))
 
     notifier = providers.Selector(
         config.notifier_kind,

@@ -100,9 +100,17 @@ def build_mcp_server(service: TrainingService, runner: JobRunner) -> MCPServer:
             return service.dataset_report(project_id=project_id, job_id=job_id)
 
     @tool()
-    def list_backbones() -> dict[str, list[str]]:
-        """The backbones each installed trainer plugin offers, by plugin name."""
+    def list_backbones(filter: str | None = None, provider: str | None = None,
+                       pretrained: bool = False, limit: int = 50,
+                       offset: int = 0) -> dict[str, Any]:
+        """What `config.backbone` (with `config.trainer` = its provider) takes. `recommended`:
+        a short list by size and speed to try first. `backbones`: one page (`limit`, at most
+        500, from `offset`; `next_offset` is the next page's, null on the last) of those whose
+        name holds `filter` (or matches it as a glob, e.g. `resnet*`), of one `provider`
+        (torchvision, timm, ...), with pretrained weights only when `pretrained` is true;
+        `total` counts the matches and `providers` every plugin's backbones."""
         with _as_tool_error():
-            return service.backbones()
+            return service.find_backbones(filter, provider, pretrained, limit,
+                                          offset).model_dump(mode="json")
 
     return server

@@ -8,7 +8,13 @@ import torch
 
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.errors import DatasetInvalid, TrainingError
-from training_agent.domain.ports import ProgressSink, Trainer, TrainRequest, TrainResult
+from training_agent.domain.ports import (
+    BackboneInfo,
+    ProgressSink,
+    Trainer,
+    TrainRequest,
+    TrainResult,
+)
 
 from .data import default_cache_budget
 from .registry import PluginRegistry, default_registry
@@ -37,6 +43,9 @@ class PyTorchTrainer(Trainer):
 
     def check_config(self, config: TrainingConfig) -> None:
         self.registry.check(config.trainer, config.backbone)
+
+    def backbone_catalog(self) -> list[BackboneInfo]:
+        return self.registry.catalog()
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
         from .loop import TrainingRun

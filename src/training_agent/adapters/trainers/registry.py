@@ -1,7 +1,9 @@
 """The registry of backbone providers: entry points of group `training_agent.trainers`.
 
 A provider is any object with a `name`, `list_backbones()`, `build(backbone, num_classes,
-pretrained, image_size=None)` and `input_spec(backbone, pretrained)`. A distribution adds one
+pretrained, image_size=None)` and `input_spec(backbone, pretrained)`; an optional `catalog()`
+gives (name, has pretrained weights) pairs, and should not import the model library when it
+can avoid it (see catalog.py). A distribution adds one
 by declaring an entry point in the group that points at the provider object (or at a callable
 that returns it); this package registers its own `torchvision` and `timm` providers that way.
 
@@ -20,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from training_agent.domain.errors import InvalidConfig
+from training_agent.domain.ports import BackboneInfo
 
 ENTRY_POINT_GROUP = "training_agent.trainers"
 PLUGINS_ENV = "TRAINING_AGENT_PLUGINS"
@@ -91,6 +94,18 @@ class PluginRegistry:
 
     def backbones(self) -> dict[str, list[str]]:
         return {name: list(self.get(name).list_backbones()) for name in self.names()}
+
+    def catalog(self) -> list[BackboneInfo]:
+        """Every backbone of every provider, with whether it has pretrained weights where the
+        provider says (an optional `catalog()` of (name, pretrained) pairs; None otherwise)."""
+        found = []
+        for name in self.names():
+            provider = self.get(name)
+            pairs = getattr(provider, "catalog", None)
+            entries = pairs() if callable(pairs) else [(b, None) for b in
+                                                       provider.list_backbones()]
+            found += [BackboneInfo(provider=name, name=b, pretrained=p) for b, p in entries]
+        return found
 
     def check(self, trainer: str, backbone: str) -> BackboneProvider:
         """The provider, or InvalidConfig naming the unknown trainer or backbone."""

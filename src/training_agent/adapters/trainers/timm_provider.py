@@ -12,6 +12,7 @@ from typing import Any
 
 from training_agent.domain.errors import InvalidConfig, WeightsUnavailable
 
+from .catalog import Entries, cached_catalog
 from .registry import InputSpec
 from .weights import offline_requested
 
@@ -23,6 +24,11 @@ class TimmProvider:
 
     def list_backbones(self) -> list[str]:
         return list(_names())
+
+    def catalog(self) -> Entries:
+        """Each backbone and whether timm publishes weights for it (no import when the
+        catalog is cached for this timm version)."""
+        return list(_catalog())
 
     def _cfg(self, backbone: str) -> Any:
         import timm.models
@@ -88,11 +94,25 @@ def _cached(cfg: Any) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name).exists()
 
 
-@cache
-def _names() -> tuple[str, ...]:
+DISTRIBUTIONS = ("timm",)
+
+
+def compute_catalog() -> Entries:
     import timm
 
-    return tuple(timm.list_models())
+    # pretrained names carry a tag (`resnet18.a1_in1k`): an architecture has weights if any tag
+    pretrained = {name.split(".")[0] for name in timm.list_models(pretrained=True)}
+    return [(name, name in pretrained) for name in timm.list_models()]
+
+
+@cache
+def _catalog() -> tuple[tuple[str, bool], ...]:
+    return tuple(cached_catalog("timm", DISTRIBUTIONS, compute_catalog))
+
+
+@cache
+def _names() -> tuple[str, ...]:
+    return tuple(name for name, _ in _catalog())
 
 
 provider = TimmProvider()

@@ -13,6 +13,7 @@ from typing import Any
 
 from training_agent.domain.errors import InvalidConfig, WeightsUnavailable
 
+from .catalog import Entries, cached_catalog
 from .registry import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from .weights import load_matching, offline_requested
 
@@ -25,6 +26,11 @@ class TorchvisionProvider:
 
     def list_backbones(self) -> list[str]:
         return list(_names())
+
+    def catalog(self) -> Entries:
+        """Each backbone and whether torchvision publishes weights for it (no import when the
+        catalog is cached for this torchvision version)."""
+        return list(_catalog())
 
     def _weights(self, backbone: str) -> Any:
         import torchvision.models as tvm
@@ -84,11 +90,24 @@ class TorchvisionProvider:
             ) from None
 
 
-@cache
-def _names() -> tuple[str, ...]:
+DISTRIBUTIONS = ("torchvision",)
+
+
+def compute_catalog() -> Entries:
     import torchvision.models as tvm
 
-    return tuple(tvm.list_models(module=tvm))
+    return [(name, bool(list(tvm.get_model_weights(name))))
+            for name in tvm.list_models(module=tvm)]
+
+
+@cache
+def _catalog() -> tuple[tuple[str, bool], ...]:
+    return tuple(cached_catalog("torchvision", DISTRIBUTIONS, compute_catalog))
+
+
+@cache
+def _names() -> tuple[str, ...]:
+    return tuple(name for name, _ in _catalog())
 
 
 provider = TorchvisionProvider()
