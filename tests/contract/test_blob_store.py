@@ -229,3 +229,36 @@ def test_large_download_streams_with_bounded_memory(cloud_case: BlobCase, tmp_pa
     assert result["growth"] < allowed, result
     print(f"{cloud_case.name}: downloaded {size // MiB} MiB, RSS grew at most "
           f"{result['growth'] / MiB:.1f} MiB")
+
+
+# ---- health: the store's ping reaches the bucket ----------------------------------------------
+def test_ping_with_the_store_url_reaches_its_bucket(blob_case: BlobCase):
+    blob_case.store.ping(blob_case.prefix)  # the bucket (or folder) is there: quiet
+    blob_case.store.ping(blob_case.prefix + "/")
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_ping_of_a_missing_bucket_names_it(request, tmp_path: Path, monkeypatch, scheme):
+    from .conftest import _blob_case
+
+    case = _blob_case("gcs" if scheme == "gs" else "s3", request, tmp_path, monkeypatch)
+    with pytest.raises(StorageError, match=f"bucket {scheme}://no-such-bucket-4711 does not "
+                                           "exist"):
+        case.store.ping(f"{scheme}://no-such-bucket-4711/models")
+    with pytest.raises(StorageError, match="no-such-bucket-4711"):
+        case.store.ping(f"{scheme}://no-such-bucket-4711")
+
+
+def test_ping_of_a_denied_bucket_is_permission_denied(cloud_case: BlobCase):
+    fault(cloud_case, "denied", times=None)
+    with pytest.raises(StoragePermissionDenied):
+        cloud_case.store.ping(cloud_case.prefix)
+
+
+def test_ping_of_a_local_store_whose_folder_is_a_file(tmp_path: Path):
+    from training_agent.adapters.blobstore.local import LocalBlobStore
+
+    (tmp_path / "taken").write_text("a file")
+    LocalBlobStore().ping((tmp_path / "new" / "store").as_uri())  # created on first upload
+    with pytest.raises(StorageError, match="not a writable folder"):
+        LocalBlobStore().ping((tmp_path / "taken" / "store").as_uri())

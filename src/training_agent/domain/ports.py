@@ -128,8 +128,9 @@ class BlobStore(abc.ABC):
         """Remove the blob; one that is already gone is no error. Raises StorageError."""
         raise StorageError(f"{type(self).__name__} cannot delete blobs")
 
-    def ping(self) -> None:
-        """Raises when the store cannot be reached."""
+    def ping(self, url: str | None = None) -> None:
+        """Raises when the store cannot be reached; given a store URL (the model store's,
+        `gs://bucket/prefix`), when its bucket cannot be reached with these credentials."""
 
 
 class DatasetSplits(BaseModel):

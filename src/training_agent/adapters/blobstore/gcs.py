@@ -161,6 +161,20 @@ class GcsBlobStore(BlobStore):
         elif blob.md5_hash:
             check_digest(path, "md5", base64.b64decode(blob.md5_hash), where)
 
-    def ping(self) -> None:
-        with self._errors("Google Cloud Storage", "reaching"):
-            self.client()
+    def ping(self, url: str | None = None) -> None:
+        """With a URL: list at most one object under its prefix (objects.list), so a missing
+        bucket or missing permission shows, within LOOKUP_SECONDS."""
+        if url is None:
+            with self._errors("Google Cloud Storage", "reaching"):
+                self.client()
+            return
+        bucket, prefix = parse_gcs_url(url.rstrip("/") + "/.")
+        prefix = prefix[:-1]
+        where = f"gs://{bucket}/{prefix}"
+        try:
+            with self._errors(where, "listing"):
+                list(self.client().list_blobs(
+                    bucket, prefix=prefix, max_results=1, timeout=LOOKUP_SECONDS,
+                    retry=self.retry.with_timeout(LOOKUP_SECONDS)))
+        except BlobNotFound:
+            raise StorageError(f"bucket gs://{bucket} does not exist") from None

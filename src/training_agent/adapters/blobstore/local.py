@@ -81,5 +81,14 @@ class LocalBlobStore(BlobStore):
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the folder it was alone in (datasets/<id>/), when empty
 
-    def ping(self) -> None:
-        return None
+    def ping(self, url: str | None = None) -> None:
+        """With a URL: its folder (or the nearest one above it that exists, where the store
+        will create it) must be a writable directory."""
+        if url is None:
+            return
+        path = file_url_path(url)
+        while not path.exists() and path.parent != path:
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            raise StorageError(f"{path} is not a writable folder for the store at "
+                               f"{redact_url(url)}")

@@ -49,3 +49,7 @@ class BlobStoreRouter(BlobStore):
 
     def delete(self, url: str) -> None:
         self.store_for(url).delete(url)
+
+    def ping(self, url: str | None = None) -> None:
+        if url is not None:
+            self.store_for(url).ping(url)

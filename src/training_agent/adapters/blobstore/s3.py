@@ -172,6 +172,16 @@ class S3BlobStore(BlobStore):
             raise StorageError(f"{where}: multipart ETag mismatch (local {expected}, store "
                                f"{etag}): the transfer was corrupted")
 
-    def ping(self) -> None:
-        with self._errors("S3", "reaching"):
-            self.client()
+    def ping(self, url: str | None = None) -> None:
+        """With a URL: HEAD its bucket (s3:ListBucket), so a missing bucket or missing
+        permission shows, with the lookups' short timeouts."""
+        if url is None:
+            with self._errors("S3", "reaching"):
+                self.client()
+            return
+        bucket, _ = parse_s3_url(url.rstrip("/") + "/.")
+        try:
+            with self._errors(f"s3://{bucket}", "reaching"):
+                self.lookup_client().head_bucket(Bucket=bucket)
+        except BlobNotFound:
+            raise StorageError(f"bucket s3://{bucket} does not exist") from None

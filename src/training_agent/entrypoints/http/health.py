@@ -65,7 +65,7 @@ def default_checks(repo: MetadataRepo, blobs: BlobStore, model_store_url: str,
 
     def model_store() -> str:
         store = blobs.store_for(model_store_url) if isinstance(blobs, BlobStoreRouter) else blobs
-        store.ping()
+        store.ping(model_store_url)  # reaches the bucket, not only the service
         return redact_url(model_store_url)
 
     return {"metadata_store": metadata_store, "model_store": model_store, "runner": runner.check}
