@@ -180,3 +180,33 @@ def test_missing_schema_points_at_the_migrations(api, repo):
         "message": "Could not find the table 'public.projects' in the schema cache"})
     with pytest.raises(MetadataError, match="apply the migrations"):
         repo.get_project(PID)
+
+
+def test_a_log_row_whose_answer_was_lost_is_written_once(fake_postgrest, monkeypatch):
+    # the first insert reaches the database, then its answer is lost (a timeout); the adapter
+    # retries the same request: a real PostgREST on the real schema must not write it twice
+    import psycopg
+
+    from .conftest import SUPABASE_TEST_URL
+    from .postgrest_fake import FakePostgrest
+
+    answer = FakePostgrest.__call__
+    lost: list[httpx.Request] = []
+
+    def lose_first_log_answer(self, request: httpx.Request) -> httpx.Response:  # type: ignore[no-untyped-def]
+        response = answer(self, request)
+        if request.url.path.endswith("/agent_logs") and request.method == "POST" and not lost:
+            lost.append(request)
+            raise httpx.ReadTimeout("timed out", request=request)
+        return response
+
+    monkeypatch.setattr(FakePostgrest, "__call__", lose_first_log_answer)
+    repo = SupabaseMetadataRepo(SUPABASE_TEST_URL, "service-role-key", backoff=0.0)
+    project = repo.add_project(Project(name="logs"))
+    repo.add_log(LogEntry(project_id=project.id, level="info", message="once"))
+    assert lost  # the answer was lost and the request retried
+    with psycopg.connect(fake_postgrest.dsn) as conn:
+        rows = conn.execute("SELECT message FROM agent_logs WHERE project_id = %s",
+                            (project.id,)).fetchall()
+    assert rows == [("once",)]
+    assert [e.message for e in repo.recent_logs(project.id)] == ["once"]

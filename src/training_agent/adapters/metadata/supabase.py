@@ -246,7 +246,10 @@ class SupabaseMetadataRepo(MetadataRepo):
 
     # ---- logs ---------------------------------------------------------------------------------
     def add_log(self, entry: LogEntry) -> None:
-        self._insert("agent_logs", entry.model_dump(mode="json", exclude={"id"}))
+        # the identity is the database's; request_id (unique) makes a retry after a lost
+        # answer a duplicate that is refused, not a second row
+        self._insert("agent_logs", {**entry.model_dump(mode="json", exclude={"id"}),
+                                    "request_id": new_id()})
 
     def recent_logs(self, project_id: str, limit: int = 20) -> list[LogEntry]:
         rows = self._select("agent_logs", order="id", desc=True, limit=limit,
