@@ -2,7 +2,7 @@
 
 For each generated dataset family in which the class is *not* given by colour (outline shapes,
 glyphs in random fonts, textures, photo-like scenes: training_agent.testing.families), small
-(80 training and 20 test images a class, no val/), trained from scratch on this machine:
+(50 training and 20 test images a class by default, no val/), trained from scratch on this machine:
   - ours: the real trainer with its defaults (`{"pretrained": false}` only: epochs auto, image
     size auto, the from-scratch recipe); test accuracy measured after every epoch by the
     benchmark (its own evaluation is taken out of the clock);
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -64,7 +65,9 @@ def ours(work: Path, splits: DatasetSplits, family: str) -> dict[str, Any]:
         with clock.paused():
             acc = accuracy(run._confusion("test")[0])
         curve.append({"epoch": p.epoch, "seconds": round(wall, 2), "test": round(acc, 4),
-                      "val": round(p.val_accuracy or 0.0, 4)})
+                      "val": round(p.val_accuracy or 0.0, 4),
+                      "images": p.epoch * len(splits.train)})
+        print(f"  ours {family} {curve[-1]}", flush=True)
         original(run, p)
 
     loop.TrainingRun._report = probe  # type: ignore[method-assign]
@@ -113,7 +116,9 @@ def plain(root: Path, size: int, epochs: int) -> dict[str, Any]:
                 for x, y in torch.utils.data.DataLoader(test_ds, batch_size=64):
                     correct += int((model(x).argmax(1) == y).sum())
         curve.append({"epoch": epoch, "seconds": round(wall, 2),
-                      "test": round(correct / len(test_ds), 4)})
+                      "test": round(correct / len(test_ds), 4),
+                      "images": epoch * len(train_ds)})
+        print(f"  plain {curve[-1]}", flush=True)
     return {"curve": curve, "best": max(c["test"] for c in curve)}
 
 
@@ -128,6 +133,7 @@ def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str
     splits = build_splits(root, extract_dataset(zip_path, root), 0.15, 0)
     o = ours(work, splits, family)
     p = plain(splits.root, o["image_size"], max(plain_epochs, o["epochs"]))
+    print(f"  {family}: plain best {p['best']}", flush=True)
     at_equal = p["curve"][o["epochs"] - 1]["test"]
     plain_hit = first_reaching(p["curve"], p["best"])
     ours_hit = first_reaching(o["curve"], p["best"])
@@ -140,6 +146,8 @@ def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str
         "ours_to_plain_best": ours_hit,
         "speedup": (plain_hit["seconds"] / ours_hit["seconds"]
                     if plain_hit and ours_hit else None),
+        "speedup_images": (plain_hit["images"] / ours_hit["images"]
+                           if plain_hit and ours_hit else None),
     }
 
 
@@ -147,21 +155,28 @@ def _f(v: float | None, fmt: str = "{:.3f}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
-def report(rows: list[dict[str, Any]], seconds: float, plain_epochs: int) -> str:
+def report(rows: list[dict[str, Any]], seconds: float, args: argparse.Namespace) -> str:
+    train, test = args.per_class
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         "# Quality benchmark: our defaults vs the seed's plain recipe, from scratch", "",
-        f"`python bench/quality.py` — {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"whole run {seconds / 60:.1f} min. Generated families (class not given by colour), "
-        "80 training and 20 test images a class, no val/ (ours holds 15 % of train/ out for "
-        "validation, the plain recipe trains on all of it). Ours: the trainer's defaults "
-        "with `pretrained: false`. Plain: the seed's `train_model` (Resize + ToTensor, batch "
-        "32, ResNet-18, Adam 1e-3 constant, no augmentation) at the same image size, "
-        f"{plain_epochs} epochs or as many as ours ran. Test accuracy after each epoch; "
-        "seconds are training wall time with the benchmark's own test passes taken out "
-        "(ours includes decoding, validation and checkpoints).", "",
+        f"`python bench/quality.py {' '.join(args.argv)}`".replace(" `", "`") + " — "
+        f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; whole run {seconds / 60:.1f} min (load average at the end "
+        f"{load:.1f}: seconds stretch with other work on the machine; the images-trained "
+        "ratio does not). Generated families (class not given by colour), "
+        f"{train} training and {test} test images a class, no val/ (ours holds 15 % of train/ "
+        "out for validation, the plain recipe trains on all of it). Ours: the trainer's "
+        "defaults with `pretrained: false` (epochs auto, image size auto). Plain: the seed's "
+        "`train_model` (Resize + ToTensor, batch 32, ResNet-18, Adam 1e-3 constant, no "
+        "augmentation) at the same image size, for as many epochs as ours ran"
+        + (f" (at least {args.plain_epochs})" if args.plain_epochs else "") + ". Test "
+        "accuracy after every epoch; seconds are training wall time with the benchmark's own "
+        "test passes taken out (ours includes decoding, validation and checkpoints). Ours' "
+        "final accuracy is its best-validation epoch's weights, as the job hands them back.", "",
         "| family | classes | size | ours: test acc (epochs, why stopped) | plain at the same "
-        "epochs | plain best (epoch, s) | ours reaches plain's best (epoch, s) | speed-up |",
+        "epochs | plain best (epoch, s) | ours reaches plain's best (epoch, s) | speed-up: "
+        "seconds / images trained |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -172,7 +187,7 @@ def report(rows: list[dict[str, Any]], seconds: float, plain_epochs: int) -> str
             f"{r['plain']['best']:.3f} ({r['plain_best_epoch']}, "
             f"{_f(r['plain_best_seconds'], '{:.0f}')} s) | "
             + (f"{hit['epoch']}, {hit['seconds']:.0f} s" if hit else "not reached")
-            + f" | {_f(r['speedup'], '{:.1f}×')} |")
+            + f" | {_f(r['speedup'], '{:.1f}×')} / {_f(r['speedup_images'], '{:.1f}×')} |")
     lines += ["", "Test accuracy by epoch (ours / plain):", ""]
     for r in rows:
         o, p = r["ours"]["curve"], r["plain"]["curve"]
@@ -185,24 +200,31 @@ def report(rows: list[dict[str, Any]], seconds: float, plain_epochs: int) -> str
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default=",".join(FAMILY_NAMES))
-    ap.add_argument("--plain-epochs", type=int, default=20)
+    ap.add_argument("--per-class", default="50,20",
+                    help="training and test images a class (default 50,20)")
+    ap.add_argument("--plain-epochs", type=int, default=0,
+                    help="train the plain recipe at least this many epochs (default: as many "
+                         "as ours ran)")
     ap.add_argument("--quick", action="store_true", help="one small family, a smoke run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     families = args.families.split(",")
-    per_class = {"train": 80, "test": 20}
+    args.per_class = tuple(int(v) for v in args.per_class.split(","))
     if args.quick:
-        families, per_class, args.plain_epochs = families[:1], {"train": 20, "test": 8}, 2
+        families, args.per_class = families[:1], (20, 8)
+    per_class = {"train": args.per_class[0], "test": args.per_class[1]}
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in families:
             row = bench_family(family, Path(tmp), args.plain_epochs, per_class)
-            print(json.dumps({k: row[k] for k in ("family", "plain_at_equal", "speedup")}
+            print(json.dumps({k: row[k] for k in ("family", "plain_at_equal", "speedup",
+                                                  "speedup_images")}
                              | {"ours": row["ours"]["test"], "plain_best": row["plain"]["best"],
                                 "epochs": row["ours"]["epochs"]}), flush=True)
             rows.append(row)
-    text = report(rows, time.perf_counter() - t0, args.plain_epochs)
+    text = report(rows, time.perf_counter() - t0, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))

@@ -28,10 +28,17 @@ def _colour(rng: random.Random) -> tuple[int, int, int]:
     return (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
 
 
+def _luma(c: tuple[int, int, int]) -> float:
+    return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # PIL's RGB -> L
+
+
 def _contrasting(rng: random.Random, other: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A colour far from `other` in RGB and in brightness, so the drawing survives a
+    conversion to greyscale (mode L): red on green must not become a blank grey image."""
     while True:
         c = _colour(rng)
-        if sum(abs(a - b) for a, b in zip(c, other, strict=True)) > 200:
+        if (sum(abs(a - b) for a, b in zip(c, other, strict=True)) > 200
+                and abs(_luma(c) - _luma(other)) > 50):
             return c
 
 
