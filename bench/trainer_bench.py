@@ -6,8 +6,7 @@ Measures, side by side in one run, on this machine's CPU (and on CUDA when a GPU
      output size, first epoch and steady state;
   2. training efficiency: our end-to-end training images/s divided by the same model's
      training step on tensors already in memory (the compute limit);
-  3. time to a target test accuracy on a generated dataset: our defaults vs the seed's recipe
-     (resize 224, ResNet-18, Adam 1e-3, batch 32; pretrained false: no network here).
+(time to accuracy is bench/quality.py's: its datasets are not told apart by colour.)
 `--quick` shrinks every part (a smoke run)."""
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,11 @@ import torch
 from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.augment import BatchTransform
 from training_agent.adapters.trainers.data import chunks_of, load_split
-from training_agent.adapters.trainers.evaluation import accuracy
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer, cpu_count
 from training_agent.adapters.trainers.recipe import make_optimizer, resolved_lr
 from training_agent.adapters.trainers.registry import default_registry
 from training_agent.domain.archive import build_splits, extract_dataset
 from training_agent.domain.config import TrainingConfig
-from training_agent.domain.errors import JobCancelled
 from training_agent.domain.ports import DatasetSplits, EpochProgress, TrainRequest
 from training_agent.testing.datasets import draw_sample, make_dataset_zip
 
@@ -255,108 +251,6 @@ def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str,
             "whole": n * epochs / wall, "eff_whole": (n * epochs / wall) / (batch / med(limit))}
 
 
-# ---- 3. time to accuracy --------------------------------------------------------------------
-class _Clock:
-    """Wall and CPU seconds of training, with the benchmark's own test evaluations taken out."""
-
-    def __init__(self) -> None:
-        self.t0, self.c0 = time.perf_counter(), time.process_time()
-        self.paused_wall = self.paused_cpu = 0.0
-
-    def now(self) -> tuple[float, float]:
-        return (time.perf_counter() - self.t0 - self.paused_wall,
-                time.process_time() - self.c0 - self.paused_cpu)
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        w, c = time.perf_counter(), time.process_time()
-        yield
-        self.paused_wall += time.perf_counter() - w
-        self.paused_cpu += time.process_time() - c
-
-
-def ours_time_to(target: float, work: Path, splits: DatasetSplits, device: torch.device,
-                 max_epochs: int) -> dict[str, Any]:
-    clock, curve = _Clock(), []
-    original = loop.TrainingRun._report
-
-    def probe(run: loop.TrainingRun, p: EpochProgress) -> None:
-        wall, cpu = clock.now()
-        with clock.paused():
-            acc = accuracy(run._confusion("test")[0])
-        curve.append((p.epoch, wall, cpu, acc))
-        original(run, p)
-        if acc >= target:
-            raise JobCancelled("target reached")
-
-    loop.TrainingRun._report = probe
-    try:
-        req = request(work, splits, f"ours-{device.type}", pretrained=False, epochs=max_epochs,
-                      device=device.type)
-        PyTorchTrainer().train(req, lambda p: None)
-    except JobCancelled:
-        pass
-    finally:
-        loop.TrainingRun._report = original
-    return _reached(curve, target)
-
-
-def seed_time_to(target: float, root: Path, device: torch.device, max_seconds: float,
-                 max_epochs: int) -> dict[str, Any]:
-    """The seed's train_model: Resize((224, 224)) + ToTensor, ImageFolder, batch 32, shuffle,
-    ResNet-18, Adam(lr=1e-3), CrossEntropy (pretrained false); test accuracy after each epoch."""
-    from torchvision import datasets, models, transforms
-
-    torch.manual_seed(0)
-    clock, curve = _Clock(), []
-    tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor()])
-    train_ds = datasets.ImageFolder(root=f"{root}/train", transform=tf)
-    test_ds = datasets.ImageFolder(root=f"{root}/test", transform=tf)
-    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=32, shuffle=True)
-    model = models.resnet18(weights=None, num_classes=len(train_ds.classes)).to(device)
-    crit = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=0.001)
-    for epoch in range(1, max_epochs + 1):
-        model.train()
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad()
-            loss = crit(model(x), y)
-            loss.backward()
-            opt.step()
-        wall, cpu = clock.now()
-        with clock.paused():
-            model.eval()
-            correct = 0
-            with torch.no_grad():
-                for x, y in torch.utils.data.DataLoader(test_ds, batch_size=64):
-                    correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
-        curve.append((epoch, wall, cpu, correct / len(test_ds)))
-        if curve[-1][3] >= target or wall > max_seconds:
-            break
-    return _reached(curve, target)
-
-
-def _reached(curve: list[tuple[int, float, float, float]], target: float) -> dict[str, Any]:
-    hit = next((c for c in curve if c[3] >= target), None)
-    end = hit or curve[-1]
-    return {"reached": hit is not None, "wall": end[1], "cpu": end[2], "epochs": end[0],
-            "best": max(c[3] for c in curve),
-            "curve": [(e, round(w, 1), round(a, 3)) for e, w, _, a in curve]}
-
-
-def bench_time_to_accuracy(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
-    per = {"train": 20 if quick else 60, "val": 10, "test": 25}
-    zip_path = make_dataset_zip(work / "tta.zip", classes=4, per_class=per, size=64, seed=2)
-    splits = splits_from_zip(zip_path, work / "tta")
-    target = 0.9
-    ours = ours_time_to(target, work, splits, device, max_epochs=10)
-    seed = seed_time_to(target, splits.root, device, max_seconds=60 if quick else 300,
-                        max_epochs=3 if quick else 15)
-    return {"device": device.type, "target": target, "ours": ours, "seed": seed,
-            "train_images": len(splits.train), "test_images": len(splits.test)}
-
-
 # ---- report ---------------------------------------------------------------------------------
 def _f(v: float | None, digits: int = 0) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
@@ -412,36 +306,11 @@ def report(parts: list[dict[str, Any]], seconds: float) -> str:
                   "- *whole run*: images × epochs ÷ wall time of the whole `train()` call "
                   "(decode, every epoch, validation, checkpoints, test, artifacts), the "
                   "interleaved bare steps subtracted."]
-        t = part["tta"]
-        o, sd = t["ours"], t["seed"]
-
-        def cell(r: dict[str, Any], key: str) -> str:
-            return f"{r[key]:.1f}" if r["reached"] else f"> {r[key]:.1f} (not reached)"
-
-        def speed(key: str, o: dict[str, Any] = o, sd: dict[str, Any] = sd) -> str:
-            if not o["reached"]:
-                return "–"
-            bound = "" if sd["reached"] else " (lower bound: the seed never got there)"
-            return f"**{sd[key] / o[key]:.1f}×**{bound}"
-
-        lines += ["", f"### 3. Time to {t['target']:.0%} test accuracy (generated 64 px, 4 "
-                  f"classes, {t['train_images']} train / {t['test_images']} test images)", "",
-                  "| recipe | wall s | CPU s | epochs | best test accuracy |",
-                  "|---|---:|---:|---:|---:|",
-                  f"| seed: resize 224, ResNet-18, Adam 1e-3, batch 32, no augmentation | "
-                  f"{cell(sd, 'wall')} | {cell(sd, 'cpu')} | {sd['epochs']} | {sd['best']:.3f} |",
-                  f"| ours: defaults (image_size auto, AdamW, warmup+cosine, label smoothing, "
-                  f"standard augment) | {cell(o, 'wall')} | {cell(o, 'cpu')} | {o['epochs']} | "
-                  f"{o['best']:.3f} |",
-                  f"| speed-up | {speed('wall')} | {speed('cpu')} | | |",
-                  "", f"Curves (epoch, wall s, test accuracy): seed {sd['curve']}; "
-                      f"ours {o['curve']}.", ""]
-    lines += ["Times exclude the benchmark's own per-epoch test evaluation; they include each "
-              "recipe's data loading (ours: the one-time decode) and, for ours, per-epoch "
-              "validation and checkpoints. CPU seconds (this process's, all threads) are given "
-              "beside wall seconds because the machine is shared: they are the figures that "
-              f"other work on the machine disturbs least (load average at the end: "
-              f"{os.getloadavg()[0]:.1f}).", ""]
+    lines += ["Accuracy and time to accuracy are measured by `bench/quality.py` "
+              "(bench/results/quality.md) on generated families whose class is not given by "
+              "colour; this benchmark's generated images are told apart by colour, which any "
+              f"recipe learns in an epoch. Load average at the end: {os.getloadavg()[0]:.1f}.",
+              ""]
     return "\n".join(lines)
 
 
@@ -463,8 +332,6 @@ def main(argv: list[str] | None = None) -> int:
             part["loader"] = bench_loader(work, device, args.quick)
             print(f"[{device}] training efficiency ...", file=sys.stderr)
             part["efficiency"] = bench_efficiency(work, device, args.quick)
-            print(f"[{device}] time to accuracy ...", file=sys.stderr)
-            part["tta"] = bench_time_to_accuracy(work, device, args.quick)
             parts.append(part)
     text = report(parts, time.perf_counter() - t0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
