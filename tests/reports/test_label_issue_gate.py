@@ -124,3 +124,13 @@ def test_the_summary_never_names_a_weak_models_suspects_from_older_findings():
     summary = summarize(job_metrics(metrics))
     assert "mislabelled" not in summary and "74" not in summary
     assert "Next step: try more epochs" in summary
+
+
+def test_a_weak_model_does_not_even_import_cleanlab(monkeypatch):
+    """Importing cleanlab (scikit-learn, SciPy, pandas) costs seconds: a model whose suspects
+    are withheld does not pay it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cleanlab.filter", None)  # an import would fail
+    got = label_issues(random_predictions(), NAMES, ROOT, "weak")
+    assert got["withheld"] == "weak" and got["available"] is True

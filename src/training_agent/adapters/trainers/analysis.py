@@ -26,6 +26,7 @@ list says more about the model than about the labels."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -133,15 +134,13 @@ def label_issues(preds: Mapping[str, Predictions], names: list[str], root: Path,
                  level: str | None = None) -> dict[str, Any]:
     """Suspected label errors over every split (see the module's docstring); none for a
     model whose verdict `level` is `chance` or `weak`."""
+    if level in UNRELIABLE:  # before the import: cleanlab takes seconds to import
+        return withheld(str(level), importlib.util.find_spec("cleanlab") is not None)
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
-        if level in UNRELIABLE:
-            return withheld(str(level), False)
         return {"available": False, "method": None, "count": 0, "listed": [],
                 "note": f"cleanlab is not installed: {INSTALL} to find suspected label errors"}
-    if level in UNRELIABLE:
-        return withheld(str(level), True)
     rows = [(s, i) for s in SPLITS if s in preds for i in range(len(preds[s].labels))
             if preds[s].labels[i] >= 0]
     if len(rows) < 2 * len(names) or len(rows) <= KNN_K:
@@ -256,15 +255,19 @@ def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSpl
     """The result analysis (`report.json`'s body) and `findings`, the compact object the
     status views carry and the summary is written from."""
     t0 = time.monotonic()
+    parts: dict[str, float] = {}
     cm = metrics["confusion_matrix"]
     split = cm["split"]
     preds = {s: predict(model, d, prepare, batch_size, device, autocast)
              for s, d in data.items() if len(d)}
+    parts["predict"] = time.monotonic() - t0
     pairs = confused_pairs(cm["matrix"], names)
     shown = examples(pairs, preds[split], data[split], names, root) if split in preds else []
+    parts["examples"] = time.monotonic() - t0 - sum(parts.values())
     verdict = metrics.get("verdict")
     level = verdict.get("level") if isinstance(verdict, dict) else None
     issues = label_issues(preds, names, root, level)
+    parts["label_issues"] = time.monotonic() - t0 - sum(parts.values())
     report = {
         "result_split": split,
         "accuracy": metrics.get(f"{split}_accuracy"),
@@ -277,6 +280,7 @@ def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSpl
     }
     report["findings"] = findings(report, dataset_report, len(names))
     report["seconds"] = round(time.monotonic() - t0, 3)
+    report["seconds_by_part"] = {k: round(v, 3) for k, v in parts.items()}
     return report
 
 
