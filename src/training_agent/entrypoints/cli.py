@@ -78,12 +78,19 @@ def _settings() -> Settings:
     return click.get_current_context().meta["settings"]
 
 
+LOG_NOTIFIER = "training_agent.notify"  # the embedded default notifier's logger
+
+
 def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False) -> int:
     """Run the job here. Ctrl-C (SIGINT) or SIGTERM ends the job `failed` ("interrupted by
     SIGINT") and returns 130 / 143, so the project can be trained again at once."""
     service = container.training_service()
     bar = JobProgressBar(disable=quiet, file=sys.stderr)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # the outcome is printed here (the error line, or the metrics): the log notifier's copy of
+    # it on the same terminal would say it twice (a webhook still gets its message)
+    said_by_log = logging.getLogger(LOG_NOTIFIER)
+    was_disabled, said_by_log.disabled = said_by_log.disabled, True
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     interrupted: str | None = None
     try:
@@ -103,6 +110,7 @@ def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False
             job = service.fail_job(job_id, f"interrupted by {interrupted}")
     finally:
         container.notifier().flush(NOTIFY_FLUSH_SECONDS)
+        said_by_log.disabled = was_disabled
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if interrupted:

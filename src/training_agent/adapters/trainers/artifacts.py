@@ -4,6 +4,7 @@ that names every other artifact with its sha256 and size."""
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,13 +38,23 @@ def write_weights(state: dict[str, torch.Tensor], out_dir: Path) -> dict[str, Pa
     return {"model.pth": pth, "model.safetensors": st}
 
 
-def write_plots(history: list[dict[str, Any]], cm: list[list[int]], class_names: list[str],
-                cm_title: str, out_dir: Path) -> dict[str, Path]:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, without its first-run INFO line ("generated new
+    fontManager") among the job's output: that is matplotlib's business, not the user's."""
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def curves_figure(history: list[dict[str, Any]]) -> Any:
+    """Loss and validation accuracy by epoch; the epoch axes have whole-number ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
@@ -56,7 +67,16 @@ def write_plots(history: list[dict[str, Any]], cm: list[list[int]], class_names:
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1.02)
     ax2.set_title("validation accuracy")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
+    return fig
+
+
+def write_plots(history: list[dict[str, Any]], cm: list[list[int]], class_names: list[str],
+                cm_title: str, out_dir: Path) -> dict[str, Path]:
+    plt = pyplot()
+    fig = curves_figure(history)
     curves = out_dir / "training_curves.png"
     fig.savefig(curves, dpi=100)
     plt.close(fig)

@@ -75,8 +75,24 @@ class TimmProvider:
         if offline_requested() and not _cached(cfg):
             raise WeightsUnavailable(
                 f"pretrained weights for timm {backbone} ({cfg.hf_hub_id or cfg.url}) are not "
-                f"in the Hugging Face or torch.hub cache and the machine is offline{_HINT}"
+                f"cached (expected {_expected(cfg)}) and the machine is offline{_HINT}"
             )
+
+
+def _expected(cfg: Any) -> str:
+    """Where the weights would be found: the file the offline error names."""
+    if cfg.file:
+        return f"the file {cfg.file}"
+    if cfg.hf_hub_id:
+        from huggingface_hub import constants
+
+        repo = cfg.hf_hub_id.split("@")[0]
+        name = cfg.hf_hub_filename or "model.safetensors"
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        return f"{name} of the Hugging Face repo {repo}, under {folder}"
+    import torch
+
+    return f"the file {Path(torch.hub.get_dir()) / 'checkpoints' / Path(cfg.url).name}"
 
 
 def _cached(cfg: Any) -> bool:

@@ -76,9 +76,9 @@ class TorchvisionProvider:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
         if not cached.exists() and offline_requested():
             raise WeightsUnavailable(
-                f"pretrained weights for torchvision {backbone} ({weights}) are not cached in "
-                f"{cached.parent} and the machine is offline; set \"pretrained\": false to train "
-                "from scratch, or put the weights file there"
+                f"pretrained weights for torchvision {backbone} ({weights}) are not cached "
+                f"(expected the file {cached}) and the machine is offline; set \"pretrained\": "
+                f"false to train from scratch, or download {weights.url} to that path"
             )
         try:
             return weights.get_state_dict(progress=False, check_hash=False)
@@ -86,7 +86,7 @@ class TorchvisionProvider:
             raise WeightsUnavailable(
                 f"pretrained weights for torchvision {backbone} ({weights}) could not be "
                 f"downloaded from {weights.url} ({type(exc).__name__}: {exc}) and are not cached "
-                f"in {cached.parent}; set \"pretrained\": false to train from scratch"
+                f"(expected the file {cached}); set \"pretrained\": false to train from scratch"
             ) from None
 
 
