@@ -76,3 +76,20 @@ def test_the_openapi_document_is_valid_and_types_the_start_config(make_agent):
     assert {p["name"] for p in listing["parameters"]} == {"limit", "offset"}
     assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"] == \
         "#/components/schemas/ProjectPageView"
+
+
+def test_the_docs_page_needs_nothing_but_this_server(make_agent):
+    """/schema is Swagger UI from the package's own files (the browser check is in
+    tests/e2e/test_api_docs_browser.py): every script, style and icon it loads is served here."""
+    import re
+
+    client = make_agent().client
+    page = client.get("/schema")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert urls and all(u.startswith("/schema/assets/") for u in urls), urls
+    for url in urls:
+        r = client.get(url)
+        assert r.status_code == 200 and len(r.content) > 500, url
+    assert client.get("/schema/assets/docs.py").status_code == 404  # only the listed files
+    assert client.get("/schema/openapi.json").status_code == 200

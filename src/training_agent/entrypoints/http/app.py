@@ -21,6 +21,7 @@ from ..container import Container
 from ..worker.runner import JobRunner
 from .auth import SECURITY_SCHEMES
 from .controllers import TrainingController, health
+from .docs import OfflineSwaggerUI
 from .errors import EXCEPTION_HANDLERS, log_exception
 from .health import Check, default_checks
 from .openapi import document_config
@@ -83,6 +84,7 @@ def create_app(container: Container, runner: JobRunner, *, api_key: str | None =
         on_shutdown=[stop_runner] if manage_runner else [],
         openapi_config=OpenAPIConfig(
             title="training-agent", version=__version__, path="/schema",
+            render_plugins=[OfflineSwaggerUI("/schema")],  # works offline: assets shipped
             description="Turns a project's image dataset into a trained, recorded PyTorch model.",
             components=Components(security_schemes=SECURITY_SCHEMES),
         ),
