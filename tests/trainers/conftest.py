@@ -60,3 +60,15 @@ def tiny_splits(tmp_path: Path) -> DatasetSplits:
     zip_path = make_dataset_zip(tmp_path / "shapes.zip", classes=3,
                                 per_class={"train": 12, "val": 4, "test": 4})
     return splits_of(zip_path, tmp_path / "data")
+
+
+# These train real (tiny) models; `scripts/test -m "not slow"` leaves them out. The registry
+# and weight-loading tests train nothing.
+QUICK_MODULES = {"test_trainer_registry.py", "test_trainer_weights.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here and item.path.name not in QUICK_MODULES:
+            item.add_marker(pytest.mark.slow)
