@@ -1,77 +1,24 @@
-"""A PostgreSQL server of the test's own, on a free port, that the test starts and stops (the
-database outage tests). Needs the server binaries (/usr/lib/postgresql/*/bin)."""
+"""The tests' PostgreSQL server of their own (training_agent.testing.pg_server, shared with
+bench/faults.py): skipped, saying why, where the server binaries are missing."""
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from .agent_process import free_port
+from training_agent.testing.pg_server import PgServer, PgUnavailable
 
-
-def _bin_dir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    pg_ctl = shutil.which("pg_ctl")
-    return Path(pg_ctl).parent if pg_ctl else None
-
-
-class PgServer:
-    """initdb into a temporary folder; start() and stop() at will; dsn for clients."""
-
-    def __init__(self) -> None:
-        bin_dir = _bin_dir()
-        if bin_dir is None:
-            pytest.skip("no PostgreSQL server binaries (pg_ctl) on this machine")
-        self.bin = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="ta-pg-"))
-        self.data, self.log = self.root / "data", self.root / "server.log"
-        self.port = free_port()
-        # the server refuses to run as root: run it as the postgres user then
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            self._as = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.root, "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync",
-                  "-E", "UTF8")
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(self.bin / tool), *args], check=True,
-                       capture_output=True, text=True, timeout=120)
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 "
-                        f"-c unix_socket_directories={self.root} -c fsync=off", "start")
-
-    def stop(self) -> None:
-        """Fast shutdown: open sessions are terminated, as when a database goes away."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
-
-    def remove(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except subprocess.CalledProcessError:
-            pass  # not running
-        shutil.rmtree(self.root, ignore_errors=True)
+__all__ = ["PgServer", "pg_server"]
 
 
 @contextmanager
 def pg_server() -> Iterator[PgServer]:
-    server = PgServer()
+    try:
+        server = PgServer()
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
     server.start()
     try:
         yield server
