@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .images import decode_many, load_image, unreadable
+from .decoding import Decoder, PilDecoder
+from .images import load_image, unreadable
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -36,16 +37,18 @@ def default_cache_budget() -> int:
 
 
 class CachedSplit:
-    """All images decoded once into a uint8 tensor."""
+    """All images decoded once (by `decoder`, see decoding.py) into a uint8 tensor."""
 
     cached = True
 
-    def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int) -> None:
-        array, ok, bad = decode_many([p for p, _ in items], size, threads)
-        self.images = torch.from_numpy(array)
+    def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder) -> None:
+        decoded = decoder.decode([p for p, _ in items])
+        ok = decoded.ok
+        self.images = decoded.images
         self.labels = torch.tensor([items[i][1] for i in ok], dtype=torch.int64)
         self.paths = [items[i][0] for i in ok]  # row order: the dataset check and report read it
-        self.skipped = bad
+        self.skipped = decoded.errors
+        self.decoded_by = decoded.counts  # images by decoder (nvjpeg, pil, ...)
 
     def pin(self) -> None:
         """Page-locked host memory: host-to-GPU copies of batches run asynchronously."""
@@ -124,9 +127,14 @@ class StreamedSplit:
 
 
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
-               workers: int, pin: bool = False) -> CachedSplit | StreamedSplit:
+               workers: int, pin: bool = False,
+               decoder: Decoder | None = None) -> CachedSplit | StreamedSplit:
+    """A cached split is decoded by `decoder` (default: PIL over `threads` processes)."""
     if cache:
-        return CachedSplit(items, size, threads)
+        if decoder is not None:
+            return CachedSplit(items, decoder)
+        with PilDecoder(size, threads) as own:
+            return CachedSplit(items, own)
     return StreamedSplit(items, size, threads, workers, pin)
 
 

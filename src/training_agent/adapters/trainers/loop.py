@@ -20,6 +20,7 @@ from training_agent.domain.verdict import judge
 from . import artifacts, checkpoints, reporting
 from .augment import BatchTransform
 from .data import IGNORE, chunks_of, load_split
+from .decoding import PIL_FUNCTION, make_decoder
 from .distributed import DistContext
 from .evaluation import accuracy, confusion, logits_of, per_class
 from .images import auto_image_size
@@ -102,9 +103,15 @@ class TrainingRun:
         workers = 0 if self.cached else max(1, min(8, self.threads - (0 if cuda else 1)))
         if workers and not cuda:  # loader processes and intra-op threads share the cores
             torch.set_num_threads(max(1, self.threads - workers))
-        self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
-                                      workers, pin=cuda)
-                     for name, items in shards.items()}
+        with make_decoder(self.device, self.image_size, self.threads) as decoder:
+            self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
+                                          workers, pin=cuda, decoder=decoder)
+                         for name, items in shards.items()}
+        self.decoder = {**decoder.describe(), "images": dict(sum(
+            (Counter(getattr(d, "decoded_by", {})) for d in self.data.values()), Counter()))}
+        if not self.cached:  # decoded on every pass by the loader's processes
+            self.decoder = {"name": "pil", "function": PIL_FUNCTION,
+                            "loader_processes": workers, "streamed": True}
         if self.cached and cuda:
             self._cache_on_gpu()
         self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
@@ -515,6 +522,7 @@ class TrainingRun:
                 "layout": "NCHW", "scale": "x / 255, then (x - mean) / std",
                 "jpeg_draft": True, "exif_transpose": True, "alpha": "composited on white",
                 "preprocess_function": "training_agent.adapters.trainers.images:load_image",
+                "decoder": self.decoder,  # what filled the training cache (see decoding.py)
             },
             "metrics": metrics,
             "config": self._resolved_config(),
