@@ -106,6 +106,7 @@ def test_openapi_lists_routes_with_request_and_response_models(agent):
         "epoch", "epochs", "train_loss", "val_accuracy", "images_per_second", "eta_seconds"}
     assert {"metrics", "summary"} <= set(schemas["JobView"]["properties"])
     assert set(schemas["JobMetricsView"]["properties"]) == {
-        "test_accuracy", "val_accuracy", "per_class", "epochs_run", "stop_reason", "verdict"}
+        "test_accuracy", "val_accuracy", "per_class", "epochs_run", "stop_reason", "verdict",
+        "findings"}
     assert schemas["VerdictView"]["properties"]["level"]["enum"] == ["ok", "weak", "chance"]
     assert schema["components"]["securitySchemes"]["HeaderKey"]["name"] == "X-API-Key"
