@@ -134,3 +134,26 @@ def test_a_weak_model_does_not_even_import_cleanlab(monkeypatch):
     monkeypatch.setitem(sys.modules, "cleanlab.filter", None)  # an import would fail
     got = label_issues(random_predictions(), NAMES, ROOT, "weak")
     assert got["withheld"] == "weak" and got["available"] is True
+
+
+def test_a_weak_models_analysis_predicts_only_the_result_split(monkeypatch):
+    """Without the label check the training set's forward pass (the analysis' largest cost)
+    is not needed: only the test images, for the worst confusions' examples."""
+    import training_agent.adapters.trainers.analysis as analysis
+
+    seen: list[str] = []
+    real = analysis.predict
+
+    def counting(model, split, *args):  # noqa: ANN001, ANN202
+        seen.append(split.paths[0].parts[3])  # /data/scenes/<split>/...
+        return real(model, split, *args)
+
+    monkeypatch.setattr(analysis, "predict", counting)
+    metrics = weak_metrics()
+    metrics["verdict"] = {"level": "weak", "text": "weak"}
+    run_analysis(metrics)
+    assert seen == ["test"]
+    seen.clear()
+    metrics["verdict"] = {"level": "ok", "text": "ok"}
+    run_analysis(metrics)
+    assert seen == ["train", "test"]

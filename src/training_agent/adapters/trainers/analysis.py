@@ -258,14 +258,17 @@ def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSpl
     parts: dict[str, float] = {}
     cm = metrics["confusion_matrix"]
     split = cm["split"]
-    preds = {s: predict(model, d, prepare, batch_size, device, autocast)
-             for s, d in data.items() if len(d)}
+    verdict = metrics.get("verdict")
+    level = verdict.get("level") if isinstance(verdict, dict) else None
+    # the label check needs every split; without it (withheld) the result split's examples
+    # are all that is left to predict: the training set's forward pass is saved
+    wanted = [split] if level in UNRELIABLE else list(data)
+    preds = {s: predict(model, data[s], prepare, batch_size, device, autocast)
+             for s in wanted if s in data and len(data[s])}
     parts["predict"] = time.monotonic() - t0
     pairs = confused_pairs(cm["matrix"], names)
     shown = examples(pairs, preds[split], data[split], names, root) if split in preds else []
     parts["examples"] = time.monotonic() - t0 - sum(parts.values())
-    verdict = metrics.get("verdict")
-    level = verdict.get("level") if isinstance(verdict, dict) else None
     issues = label_issues(preds, names, root, level)
     parts["label_issues"] = time.monotonic() - t0 - sum(parts.values())
     report = {
