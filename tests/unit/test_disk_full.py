@@ -5,6 +5,7 @@ checkpoint that does not fit is refused by name, not as torch's "unexpected pos"
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -131,3 +132,41 @@ def test_torchs_short_write_is_named_as_a_full_disk(small_disk, monkeypatch):
     assert str(err.value).startswith("no space left on device: saving the checkpoint in ")
     assert "unexpected pos" in str(err.value) or "No space left" in str(err.value)
     assert list(folder.iterdir()) == []  # no half-written temporary file
+
+
+def test_sqlites_disk_io_error_on_a_full_disk_is_named_as_a_full_disk(small_disk):
+    # each call opens its own connection, so between calls SQLite has deleted its WAL index
+    # (-shm); on a full disk it cannot create it again and says only "disk I/O error"
+    # (SQLITE_IOERR_SHMSIZE), for reads as well as writes
+    from training_agent.domain.disk import is_disk_full
+    from training_agent.domain.errors import MetadataError
+    from training_agent.domain.models import LogEntry, Project
+
+    home = small_disk(4)
+    repo = SqliteMetadataRepo(str(home / "agent.sqlite3"))
+    project = repo.add_project(Project(name="p"))
+    with contextlib.suppress(OSError):
+        fill(home / "someone-elses-file.bin")
+    with pytest.raises(MetadataError) as err:
+        repo.add_log(LogEntry(project_id=project.id, level="info", message="x"))
+    assert "disk I/O error (no space left on device: " in str(err.value), err.value
+    assert is_disk_full(err.value)
+
+
+def test_a_progress_save_refused_by_a_full_disk_fails_the_job_saying_so(small_disk, tmp_path):
+    # the bench's full disk (bench/faults.py disk_full): another process fills the disk while
+    # the job trains, and the first write to meet it is the progress save into SQLite
+    home = small_disk(12)
+    repo, service, project = setup(home, tmp_path, record_retry_seconds=30)
+    ballast = home / "someone-elses-file.bin"
+
+    class FillsThenReports(FakeTrainer):
+        def train(self, request, progress):  # type: ignore[no-untyped-def]
+            with contextlib.suppress(OSError):
+                fill(ballast)
+            return super().train(request, progress)
+
+    service.trainer = FillsThenReports()
+    threading.Timer(1.5, ballast.unlink).start()  # room again: the failure can be recorded
+    job = service.run(service.start(project.id).id)
+    assert_failed_for_a_full_disk(repo, service, project, job)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from training_agent.domain.disk import free_bytes
 from training_agent.domain.errors import (
     Conflict,
     DatasetNotFound,
@@ -29,6 +30,8 @@ from training_agent.domain.ports import MetadataRepo
 from .migrate import migration_files
 from .rows import ACTIVE_STATE_VALUES, decode, encode, ts
 
+# below this much free space an SQLite I/O error is taken for a full disk
+FULL_DISK_BELOW = 1 << 20
 _ACTIVE = "state IN (" + ",".join(f"'{s}'" for s in ACTIVE_STATE_VALUES) + ")"
 
 
@@ -54,9 +57,20 @@ class SqliteMetadataRepo(MetadataRepo):
                 raise Conflict(f"sqlite store {self.path}: {exc}") from exc
             raise MetadataError(f"sqlite store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise MetadataError(f"sqlite store {self.path}: {exc}") from exc
+            raise MetadataError(self._describe(exc)) from exc
         finally:
             conn.close()
+
+    def _describe(self, exc: sqlite3.Error) -> str:
+        """The error's text; on a full disk it says so. Each call has its own connection, so
+        between calls SQLite deletes its WAL index (-shm), and on a full disk the next call
+        cannot create it: only "disk I/O error" (SQLITE_IOERR_SHMSIZE), reads included."""
+        text = f"sqlite store {self.path}: {exc}"
+        if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR"):
+            free = free_bytes(self.path)
+            if free < FULL_DISK_BELOW:
+                text += f" (no space left on device: {free} bytes free on its disk)"
+        return text
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
