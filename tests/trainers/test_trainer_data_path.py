@@ -1,20 +1,61 @@
 """The data path seen from a whole (tiny) training run: what the manifest records about the
-decode, the batch and the time outside decode and training."""
+decode, the resolved batch and learning rate, and the time outside decode and training."""
 
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
+
+from training_agent.adapters.trainers import batching
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 
 from .conftest import Recorder, make_request
 
 
-def test_manifest_names_the_decoder_that_filled_the_cache(tmp_path, tiny_splits):
-    result = PyTorchTrainer(threads=2).train(make_request(tmp_path, tiny_splits, epochs=1),
-                                             Recorder())
-    m = json.loads(result.artifacts["manifest.json"].read_text())
+def manifest_of(result) -> dict:
+    return json.loads(result.artifacts["manifest.json"].read_text())
+
+
+def test_defaults_on_cpu_batch_32_and_the_decoder_in_the_manifest(tmp_path, tiny_splits):
+    result = PyTorchTrainer(threads=2).train(
+        make_request(tmp_path, tiny_splits, epochs=1, batch_size="auto"), Recorder())
+    m = manifest_of(result)
     decoder = m["input"]["decoder"]
     assert decoder["name"] == "pil" and decoder["processes"] == 2
     assert decoder["function"] == m["input"]["preprocess_function"]
     assert sum(decoder["images"].values()) == sum(m["dataset"]["counts"].values())
+    # batch auto on a CPU is 32; the recipe's lr is the one for 32
+    assert m["config"]["batch_size"] == 32 and m["config"]["lr"] == pytest.approx(1e-3)
+    assert m["runtime"]["batch"] == {"size": 32, "per_rank": 32, "auto": True, "probe": [],
+                                     "lr_rule": "sqrt"}
+    assert m["runtime"]["steps_per_epoch"] == 2  # 36 training images
+
+
+@pytest.fixture
+def probed_64(monkeypatch):
+    """What the CUDA probe would resolve (it needs a GPU): 64, as if 128 did not fit."""
+    trials = [{"batch": 32, "fits": True}, {"batch": 64, "fits": True},
+              {"batch": 128, "fits": False}]
+    monkeypatch.setattr(batching, "resolve", lambda *a: (64, trials))
+    return trials
+
+
+def test_a_probed_batch_scales_the_default_lr_by_the_square_root(tmp_path, tiny_splits,
+                                                                 probed_64):
+    result = PyTorchTrainer(threads=2).train(
+        make_request(tmp_path, tiny_splits, epochs=1, batch_size="auto"), Recorder())
+    m = manifest_of(result)
+    assert m["config"]["batch_size"] == 64
+    assert m["config"]["lr"] == pytest.approx(1e-3 * math.sqrt(2))
+    assert m["runtime"]["batch"]["probe"] == probed_64
+    assert m["runtime"]["steps_per_epoch"] == 1
+
+
+def test_a_set_lr_or_a_set_batch_is_used_exactly(tmp_path, tiny_splits, probed_64):
+    result = PyTorchTrainer(threads=2).train(
+        make_request(tmp_path, tiny_splits, epochs=1, batch_size="auto", lr=0.002), Recorder())
+    m = manifest_of(result)
+    assert m["config"]["batch_size"] == 64 and m["config"]["lr"] == 0.002
+    assert m["runtime"]["batch"]["lr_rule"] is None

@@ -127,4 +127,6 @@ def test_config_lists_every_knob_and_config_schema_is_its_json_schema(home):
         assert "default" in prop, name
     epochs = schema["properties"]["epochs"]["anyOf"]
     assert {"type": "integer", "minimum": 1, "maximum": 1000} in epochs
-    assert schema["properties"]["batch_size"]["maximum"] == 4096
+    batch = schema["properties"]["batch_size"]
+    assert {"type": "integer", "minimum": 1, "maximum": 4096} in batch["anyOf"]
+    assert batch["default"] == "auto"

@@ -16,7 +16,7 @@ from pydantic import (
 
 from .errors import InvalidConfig
 
-INT_OR_AUTO_RANGES = {"image_size": (16, 1024), "epochs": (1, 1000)}
+INT_OR_AUTO_RANGES = {"image_size": (16, 1024), "epochs": (1, 1000), "batch_size": (1, 4096)}
 
 
 def _document_ranges(schema: dict[str, Any]) -> None:
@@ -51,11 +51,15 @@ class TrainingConfig(BaseModel):
     max_epochs: int = Field(60, ge=1, le=1000, description="the ceiling of `epochs: auto`")
     min_steps: int = Field(250, ge=0, le=1_000_000, description=(
         "`epochs: auto` never stops before this many optimizer steps"))
-    batch_size: int = Field(32, ge=1, le=4096, description=(
-        "images per optimizer step (the global batch, split across processes when distributed)"))
+    batch_size: int | Literal["auto"] = Field("auto", description=(
+        "images per optimizer step (the global batch, split across processes when "
+        "distributed), 1 to 4096; `auto`: on CUDA the largest power of two from 32 to 512 (and "
+        "not above the training images) whose step fits comfortably in GPU memory, found by a "
+        "short probe, with the default learning rate scaled from batch 32 (square root; linear "
+        "for SGD); 32 on a CPU"))
     lr: float | None = Field(None, gt=0, le=10, description=(
         "learning rate; null: the recipe's default (1e-3 for AdamW/Adam, 5e-4 when pretrained; "
-        "0.1 for SGD, 0.02 when pretrained)"))
+        "0.1 for SGD, 0.02 when pretrained), set for batch 32 and scaled with an `auto` batch"))
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description=(
         "the optimizer (`sgd`: momentum 0.9, Nesterov); weight decay applies to weights only"))
     weight_decay: float = Field(0.05, ge=0, le=1, description="decoupled weight decay")
@@ -88,7 +92,7 @@ class TrainingConfig(BaseModel):
         "linear warmup of the learning rate from lr/100 over this many epochs"))
     compile: bool = Field(False, description="`torch.compile` the model")
 
-    @field_validator("image_size", "epochs")
+    @field_validator("image_size", "epochs", "batch_size")
     @classmethod
     def _int_or_auto_range(cls, v: int | str, info: ValidationInfo) -> int | str:
         low, high = INT_OR_AUTO_RANGES[str(info.field_name)]

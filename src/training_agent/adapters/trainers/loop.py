@@ -17,7 +17,7 @@ from training_agent.domain.errors import DatasetInvalid, JobCancelled, TrainingE
 from training_agent.domain.ports import EpochProgress, ProgressSink, TrainRequest, TrainResult
 from training_agent.domain.verdict import judge
 
-from . import artifacts, checkpoints, reporting
+from . import artifacts, batching, checkpoints, reporting
 from .augment import BatchTransform
 from .data import IGNORE, chunks_of, load_split
 from .decoding import PIL_FUNCTION, make_decoder
@@ -122,12 +122,27 @@ class TrainingRun:
         self.transform = BatchTransform(self.augment, self.spec.mean, self.spec.std,
                                         self.device, channels_last=cuda)
         self.autocast = self._autocast()
-        self.batch = max(1, self.cfg.batch_size // dist.world)  # batch_size is global
         # with no validation images (tiny classes, nothing held out) the last epoch is kept
         self.has_val = int(dist.sum(torch.tensor(len(self.data["val"])))) > 0
-        smallest = int(dist.min(torch.tensor(len(self.data["train"]))))
-        self.steps = max(1, math.ceil(smallest / self.batch))
+        self.smallest_shard = int(dist.min(torch.tensor(len(self.data["train"]))))
         self.num_classes = n
+
+    def _resolve_batch(self) -> None:
+        """`batch_size` (global) -> `self.batch` per rank and `self.steps`; `auto` probes on
+        CUDA (batching.py). Needs the model on its device."""
+        cfg, dist = self.cfg, self.dist
+        fits = None
+        if cfg.batch_size == "auto" and self.device.type == "cuda":
+            fits = batching.step_fits(self.model, lambda m: make_optimizer(m, cfg, 1e-3),
+                                      self.autocast, self.image_size, self.num_classes,
+                                      self.device, channels_last=True)
+        train = int(dist.sum(torch.tensor(len(self.data["train"]))))
+        batch, trials = batching.resolve(cfg.batch_size, self.device, train, dist.world, fits)
+        batch = int(dist.min(torch.tensor(batch)))  # every rank the same
+        self.global_batch, self.batch = batch, max(1, batch // dist.world)
+        self.steps = max(1, math.ceil(self.smallest_shard / self.batch))
+        self.batch_info = {"size": batch, "per_rank": self.batch, "auto": cfg.batch_size == "auto",
+                           "probe": trials, "lr_rule": None}
 
     def _cache_on_gpu(self) -> None:
         """Move the decoded cache into GPU memory when it takes under a quarter of what is
@@ -174,7 +189,11 @@ class TrainingRun:
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self._resolve_batch()
         self.lr = resolved_lr(cfg)
+        if cfg.batch_size == "auto" and cfg.lr is None:  # the recipe's rate is for batch 32
+            self.lr = batching.lr_for_batch(self.lr, cfg.optimizer, self.global_batch)
+            self.batch_info["lr_rule"] = batching.lr_rule(cfg.optimizer)
         self.optimizer = make_optimizer(model, cfg, self.lr)
         self.auto = cfg.epochs == "auto"
         self.max_epochs = cfg.max_epochs if self.auto else int(cfg.epochs)
@@ -209,6 +228,7 @@ class TrainingRun:
 
     def _resolved_config(self) -> dict[str, Any]:
         return {**self.cfg.model_dump(), "image_size": self.image_size, "lr": self.lr,
+                "batch_size": self.global_batch,
                 "precision": self.precision, "augment": self.augment,
                 "label_smoothing": self.label_smoothing}
 
@@ -535,7 +555,7 @@ class TrainingRun:
             "runtime": {"device": str(self.device), "world_size": self.dist.world,
                         "precision": self.precision, "threads": self.threads,
                         "cached": self.cached, "gpu_cache": self.gpu_cache,
-                        "batch_per_rank": self.batch,
+                        "batch_per_rank": self.batch, "batch": self.batch_info,
                         "steps_per_epoch": self.steps, "compile": self.cfg.compile},
             "library_versions": artifacts.library_versions(),
             "timings": self.timings,

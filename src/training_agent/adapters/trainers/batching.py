@@ -1,0 +1,125 @@
+"""`batch_size: auto` and the learning rate that goes with the batch.
+
+`auto` resolves to:
+  on CUDA   the largest power of two from 32 up to `MAX_AUTO_BATCH` (512), and not above the
+            training images, whose training step fits comfortably: a short probe runs one real
+            step (forward, backward, optimizer step, under the run's autocast and memory
+            layout) of a copy of the model on random images at each doubling, and keeps the
+            largest whose peak memory stays within `MEMORY_SHARE` of what was free on the GPU
+            before the probe (the decoded cache, if it is on the GPU, is already counted). A
+            step that runs out of memory ends the probe.
+  elsewhere 32 (`REFERENCE_BATCH`): on a CPU a larger batch is not faster per image, and
+            more steps per epoch learn more from small datasets.
+An integer is that batch exactly.
+
+The learning rate follows the batch only when both are the defaults (`batch_size: auto`, `lr`
+unset): the recipe's rate, set for batch 32, is scaled from 32 to the resolved batch by the
+square root of the ratio for Adam and AdamW, linearly for SGD. Why: the square-root rule keeps
+the noise scale of adaptive optimizers' updates when the batch grows (Malladi et al. 2022,
+"On the SDEs and scaling rules for adaptive gradient algorithms"; AdamW's per-parameter
+normalisation already absorbs part of the larger gradient's signal, so linear scaling
+overshoots: 16x the rate at batch 512); linear scaling with warmup is the established rule for
+SGD with momentum (Goyal et al. 2017), and the recipe warms up over the first epoch. A rate
+the user set, or a batch the user set, is used exactly as given."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .evaluation import logits_of
+
+REFERENCE_BATCH = 32
+MAX_AUTO_BATCH = 512
+MEMORY_SHARE = 0.7  # of the GPU memory free before the probe
+
+
+def lr_rule(optimizer: str) -> str:
+    return "linear" if optimizer == "sgd" else "sqrt"
+
+
+def lr_for_batch(lr: float, optimizer: str, batch: int) -> float:
+    """The recipe's rate for batch 32, scaled to `batch` (square root; linear for SGD)."""
+    ratio = batch / REFERENCE_BATCH
+    return lr * (ratio if lr_rule(optimizer) == "linear" else math.sqrt(ratio))
+
+
+def candidates(train_images: int, cap: int = MAX_AUTO_BATCH) -> list[int]:
+    """The batches the probe tries, smallest first: powers of two from 32 (or the largest
+    power of two not above the training images, if that is smaller) up to the cap, never
+    above the training images."""
+    top = min(cap, max(1, train_images))
+    top = 1 << (top.bit_length() - 1)  # largest power of two <= top
+    first = min(REFERENCE_BATCH, top)
+    out = [first]
+    while out[-1] * 2 <= top:
+        out.append(out[-1] * 2)
+    return out
+
+
+def probe(fits: Callable[[int], bool], sizes: list[int]) -> tuple[int, list[dict[str, Any]]]:
+    """The largest of `sizes` (ascending) for which `fits` holds, trying them in order and
+    stopping at the first that does not fit or runs out of memory; the smallest when none
+    does (training then reports the out-of-memory error itself). Returns it and the trials."""
+    best, trials = sizes[0], []
+    for size in sizes:
+        try:
+            ok = fits(size)
+        except torch.OutOfMemoryError:
+            ok = False
+        trials.append({"batch": size, "fits": ok})
+        if not ok:
+            break
+        best = size
+    return best, trials
+
+
+def step_fits(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module], Any],
+              autocast: Callable[[], Any], image_size: int, classes: int,
+              device: torch.device, channels_last: bool) -> Callable[[int], bool]:
+    """`fits(batch)`: one training step of a copy of `model` on random images, on CUDA;
+    whether its peak memory stayed within `MEMORY_SHARE` of the memory free before."""
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    budget = MEMORY_SHARE * free
+    twin = copy.deepcopy(model).train()
+    optimizer = make_optimizer(twin)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def fits(batch: int) -> bool:
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        try:
+            x = torch.randn(batch, 3, image_size, image_size, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, classes, (batch,), device=device)
+            with autocast():
+                loss = criterion(logits_of(twin(x)).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device) - base
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+        return peak <= budget
+
+    return fits
+
+
+def resolve(batch_size: int | str, device: torch.device, train_images: int, world: int,
+            fits: Callable[[int], bool] | None) -> tuple[int, list[dict[str, Any]]]:
+    """The global batch for `batch_size` and the probe's trials (empty without a probe).
+    `fits(per_rank_batch)` is the CUDA probe's step (`step_fits`); with several processes
+    each takes its share of the global batch."""
+    if batch_size != "auto":
+        return int(batch_size), []
+    if device.type != "cuda" or fits is None:
+        return REFERENCE_BATCH, []
+    return probe(lambda b: fits(max(1, b // world)), candidates(train_images))
