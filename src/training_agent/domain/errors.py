@@ -62,7 +62,12 @@ class BlobNotFound(StorageError):
 
 
 class MetadataError(TrainingAgentError):
-    """The metadata store failed."""
+    """The metadata store failed. `unreachable`: it could not be reached at all (an outage, a
+    connection lost), so the same call may succeed once it is back; a refusal is not."""
+
+    def __init__(self, message: str = "", *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class MetadataPermissionDenied(MetadataError):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import archive
 from .backbones import RECOMMENDED, matches
@@ -25,6 +25,7 @@ from .errors import (
     InvalidInput,
     JobCancelled,
     JobNotFound,
+    MetadataError,
     NotFound,
     StorageError,
     TrainingAgentError,
@@ -164,6 +165,9 @@ def success_message(project_name: str, accuracy: float, verdict: dict[str, str],
             + (f"{summary} " if summary else "") + "Model uploaded; evaluation can now begin.")
 
 
+_T = TypeVar("_T")
+
+
 @dataclass
 class TrainingService:
     repo: MetadataRepo
@@ -173,7 +177,8 @@ class TrainingService:
     model_store_url: str
     work_root: Path
     limits: archive.IntakeLimits = field(default_factory=archive.IntakeLimits)
-    # how long a worker keeps trying to record its job's failure while the store cannot write
+    # how long a worker keeps trying to record its job's failure while the store cannot write,
+    # and its trained model while the store cannot be reached
     record_retry_seconds: float = 300.0
 
     # ---- commands -------------------------------------------------------------------------
@@ -431,7 +436,8 @@ class TrainingService:
         self._log(project.id, "info", "artifacts uploaded", job_id=job.id,
                   artifacts=[redact_url(u) for u in urls.values()])
 
-        self._step(job, JobState.RECORDING)
+        # the artifacts are uploaded: from here an outage is waited out, not a failure
+        self._step(job, JobState.RECORDING, patient=True)
         metrics = self._job_metrics(result)
         model = self._model_record(project, job, result, urls, metrics)
         succeeded = job.model_copy(deep=True)  # `job` stays active if recording fails
@@ -441,7 +447,7 @@ class TrainingService:
         reports = {n: urls[n] for n in REPORT_NAMES if n in urls}
         if reports:
             succeeded.progress["reports"] = reports
-        self.repo.record_model(model, succeeded)
+        self._record_model(model, succeeded)
         uploaded.clear()  # the model now: kept whatever happens next
         verdict = metrics["verdict"]
         model_url = redact_url(model.gcs_url)
@@ -632,12 +638,48 @@ class TrainingService:
         self.trainer.check_config(config)
         return config
 
-    def _step(self, job: TrainingJob, state: JobState) -> None:
+    def _step(self, job: TrainingJob, state: JobState, *, patient: bool = False) -> None:
         job.advance(state)
-        job.beat()
-        if not self.repo.save_job(job):
+
+        def save() -> bool:
+            job.beat()
+            return self.repo.save_job(job)
+
+        if not (self._patiently(save) if patient else save()):
             raise JobCancelled(job.id)
         self._log(job.project_id, "info", f"step: {state.value}", job_id=job.id)
+
+    def _patiently(self, call: Callable[[], _T]) -> _T:
+        """`call()`, retried while the metadata store cannot be reached (an outage, not a
+        refusal) with backoff, 0.2 s doubling to 5 s, for up to `record_retry_seconds`."""
+        delay, deadline = 0.2, time.monotonic() + self.record_retry_seconds
+        while True:
+            try:
+                return call()
+            except MetadataError as exc:
+                if not exc.unreachable or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _record_model(self, model: ModelRecord, job: TrainingJob) -> None:
+        """Record the trained model (its artifacts uploaded: worth waiting for the store). A
+        retry whose earlier try landed before its answer was lost finds the job no longer
+        active (Conflict): then the model is recorded if its row is there."""
+        tries = 0
+
+        def record() -> None:
+            nonlocal tries
+            tries += 1
+            self.repo.record_model(model, job)
+
+        try:
+            self._patiently(record)
+        except Conflict:
+            if tries > 1 and any(m.metadata.get("job_id") == job.id
+                                 for m in self.repo.list_models(job.project_id)):
+                return
+            raise
 
     def _progress_sink(
         self, job: TrainingJob, on_progress: Callable[[TrainingJob], None] | None

@@ -103,7 +103,8 @@ class PostgresMetadataRepo(MetadataRepo):
                 yield conn
         except PoolTimeout as exc:
             self._down = True
-            raise MetadataError(f"{self.where} is unreachable: {exc}") from exc
+            raise MetadataError(f"{self.where} is unreachable: {exc}", unreachable=True) \
+                from exc
         except psycopg.errors.UniqueViolation as exc:  # one Idempotency-Key, one job
             raise Conflict(str(exc.diag.message_primary)) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
@@ -113,9 +114,10 @@ class PostgresMetadataRepo(MetadataRepo):
                 raise Conflict(str(exc.diag.message_primary)) from exc
             if exc.sqlstate == "PT404" and not_found is not None:
                 raise not_found from exc
-            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+            lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+            if lost:
                 self._down = True  # the connection went away (not an error of the query)
-            raise MetadataError(f"{self.where}: {exc}") from exc
+            raise MetadataError(f"{self.where}: {exc}", unreachable=lost) from exc
 
     def migrate(self) -> list[str]:
         applied: list[str] = []

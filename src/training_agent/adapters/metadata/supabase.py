@@ -101,7 +101,7 @@ class SupabaseMetadataRepo(MetadataRepo):
                     raise self._domain_error(exc, what, table, not_found) from exc
                 last = exc
         raise MetadataError(f"supabase {self.url}: {what} on {table} failed after "
-                            f"{self.attempts} attempts: {last}") from last
+                            f"{self.attempts} attempts: {last}", unreachable=True) from last
 
     def _domain_error(self, exc: Exception, what: str, table: str,
                       not_found: Exception | None) -> Exception:
