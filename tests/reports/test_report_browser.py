@@ -23,7 +23,7 @@ from PIL import Image
 from training_agent.adapters.trainers import report_page
 from training_agent.adapters.trainers.analysis import analyse, predict
 from training_agent.adapters.trainers.artifacts import write_plots
-from training_agent.adapters.trainers.data import CachedSplit
+from training_agent.adapters.trainers.data import CachedSplit, load_split
 from training_agent.adapters.trainers.dataset_check import Pixels, check_dataset
 from training_agent.domain.archive import build_splits, extract_dataset
 from training_agent.domain.verdict import job_metrics, summarize
@@ -81,7 +81,9 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     splits = build_splits(tmp / "data", extract_dataset(tmp / "planted.zip", tmp / "data"),
                           0.15, 0)
     names = splits.class_names
-    data = {s: CachedSplit(getattr(splits, s), 32, 2) for s in ("train", "val", "test")}
+    data = {s: load_split(getattr(splits, s), 32, 2, cache=True, workers=0)
+            for s in ("train", "val", "test")}
+    assert all(isinstance(d, CachedSplit) for d in data.values())
     dataset = check_dataset(splits, 32, {s: Pixels(d.paths, d.images) for s, d in data.items()},
                             {s: d.skipped for s, d in data.items()})
     torch.manual_seed(0)
