@@ -296,7 +296,7 @@ def test_a_claimed_job_stores_the_resolved_config(service, repo):
     stored = repo.get_job(job.id)
     assert stored.config == job.config
     assert stored.config["epochs"] == 2 and stored.config["backbone"] == "resnet18"
-    assert stored.config["batch_size"] == 32  # the defaults are filled in, as `start` does
+    assert stored.config["batch_size"] == "auto"  # the defaults are filled in, as `start` does
     assert service.run(job.id).state is JobState.SUCCEEDED
 
 

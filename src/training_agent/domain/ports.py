@@ -176,6 +176,8 @@ class TrainRequest(BaseModel):
     dataset_url: str
     dataset_sha256: str
     extra_manifest: dict[str, Any] = Field(default_factory=dict)
+    # the job's steps before training (download, hash, extract), seconds: the manifest's timings
+    timings: dict[str, float] = Field(default_factory=dict)
 
 
 class TrainResult(BaseModel):
@@ -210,6 +212,10 @@ class Trainer(abc.ABC):
 
     def check_config(self, config: TrainingConfig) -> None:
         """Raises InvalidConfig for an unknown trainer or backbone, before a job is queued."""
+
+    def warm_up(self) -> None:
+        """Begin loading what training needs (its libraries) in the background, while the job
+        downloads and extracts its dataset; `train` waits for it. Optional."""
 
     def backbone_catalog(self) -> list[BackboneInfo]:
         """Every backbone, with whether it has pretrained weights when the plugin says."""

@@ -397,20 +397,26 @@ class TrainingService:
         job.begin()  # saved with the first step
         self._step(job, JobState.DOWNLOADING)  # the claim made the project `training`
         check_dataset_url(dataset.gcs_url)  # a row written before the rule (or by `watch`)
+        self.trainer.warm_up()  # its libraries load while the dataset comes
         zip_path = work / "dataset.zip"
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         size = self.blobs.download(dataset.gcs_url, zip_path)
+        t1 = time.monotonic()
         digest = sha256_of(zip_path)
+        timings = {"download_seconds": round(t1 - t0, 3),
+                   "hash_seconds": round(time.monotonic() - t1, 3)}
         self._log(project.id, "info", "dataset downloaded", job_id=job.id, bytes=size,
                   sha256=digest, seconds=round(time.monotonic() - t0, 3),
                   url=redact_url(dataset.gcs_url))
 
         self._step(job, JobState.PREPARING)
         data_dir = work / "data"
+        t0 = time.monotonic()
         found = archive.extract_dataset(zip_path, data_dir, self.limits)
         zip_path.unlink()
         splits = archive.build_splits(data_dir, found, config.val_fraction, config.seed)
+        timings["extract_seconds"] = round(time.monotonic() - t0, 3)
         self._safely(self.repo.set_dataset_classes, dataset.id, len(splits.class_names))
         self._log(project.id, "info", "dataset prepared", job_id=job.id,
                   classes=splits.class_names, counts=splits.counts(),
@@ -421,7 +427,7 @@ class TrainingService:
             job_id=job.id, project_id=project.id, project_name=project.name, config=config,
             splits=splits, work_dir=work, out_dir=work / "out",
             checkpoint_dir=self.work_root / "checkpoints" / project.id,
-            dataset_url=redact_url(dataset.gcs_url), dataset_sha256=digest,
+            dataset_url=redact_url(dataset.gcs_url), dataset_sha256=digest, timings=timings,
         )
         result = self.trainer.train(request, self._progress_sink(job, on_progress))
         if not result.primary:

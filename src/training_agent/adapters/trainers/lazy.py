@@ -2,11 +2,17 @@
 
 Given the plugin registry, it answers backbone questions (the catalog, config checks) from the
 registry without building the real trainer: listing backbones never imports torch when the
-catalog is cached (catalog.py)."""
+catalog is cached (catalog.py).
+
+`warm_up` (called by the service when a job starts) builds the real trainer and loads its
+libraries (torch, the models, matplotlib) on a background thread while the job downloads and
+extracts its dataset; `train` waits for it and records the wait as the manifest's
+`timings.trainer_load_wait_seconds`."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from training_agent.domain.config import TrainingConfig
@@ -28,6 +34,7 @@ class LazyTrainer(Trainer):
         self._registry = registry
         self._trainer: Trainer | None = None
         self._lock = threading.Lock()
+        self._warming: threading.Thread | None = None
 
     @property
     def real(self) -> Trainer:
@@ -38,8 +45,26 @@ class LazyTrainer(Trainer):
                     self._trainer = self._factory()
         return self._trainer
 
+    def warm_up(self) -> None:
+        if self._warming is not None or self._trainer is not None:
+            return
+        # not a daemon: a process that ends meanwhile waits for the import, never cuts it
+        self._warming = threading.Thread(target=self._warm, name="trainer-warm-up")
+        self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            self.real.warm_up()
+        except Exception:  # noqa: S110 - `train` builds it again and reports what fails
+            pass
+
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
-        return self.real.train(request, progress)
+        t0 = time.monotonic()
+        if self._warming is not None:
+            self._warming.join()
+        real = self.real
+        timings = {**request.timings, "trainer_load_wait_seconds": round(time.monotonic() - t0, 3)}
+        return real.train(request.model_copy(update={"timings": timings}), progress)
 
     def backbones(self) -> dict[str, list[str]]:
         if self._registry is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -46,6 +47,17 @@ class PyTorchTrainer(Trainer):
 
     def backbone_catalog(self) -> list[BackboneInfo]:
         return self.registry.catalog()
+
+    def warm_up(self) -> None:
+        """Import what a run needs: the loop (torch), torchvision (the default backbones and
+        the decoders) and matplotlib (whose first import in a fresh environment builds its
+        font cache). Other plugins' libraries load when a job uses them."""
+        from . import loop  # noqa: F401
+        from .artifacts import pyplot
+
+        with contextlib.suppress(ImportError):
+            import torchvision  # noqa: F401
+        pyplot()
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
         from .loop import TrainingRun
