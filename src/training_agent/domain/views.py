@@ -51,7 +51,9 @@ class FindingsView(BaseModel):
     label_conflicts: int | None = Field(
         None, description="pairs of copies of one picture filed under different classes")
     label_issues: dict[str, Any] | None = Field(
-        None, description="`{available, count, method}`: suspected label errors (cleanlab)")
+        None, description="`{available, count, method, withheld?}`: suspected label errors "
+                          "(cleanlab); `withheld` names the verdict (`chance`, `weak`) for "
+                          "which they were not computed: such a model cannot judge labels")
     imbalance: dict[str, Any] | None = Field(
         None, description="`{ratio, smallest, warn}`: largest / smallest training class")
     missing_from_test: list[str] | None = None
