@@ -214,7 +214,11 @@ class Agent:
                  f"live workers: {len(workers)}"]
         if objects:
             parts[1] += f" ({', '.join(objects[:3])}{'…' if len(objects) > 3 else ''})"
-        return ", ".join(parts), not (folders or objects or workers)
+        text = ", ".join(parts)
+        kept = sum(du(self.home / "work" / "checkpoints" / p) for p in project_ids)
+        if kept:  # on purpose: a start with the same config resumes from it
+            text += f" (kept for resume: {kept / MiB:.0f} MiB of checkpoints)"
+        return text, not (folders or objects or workers)
 
 
 class Serve:
@@ -693,6 +697,23 @@ FAULTS: dict[str, Callable[[Path, argparse.Namespace], Row]] = {
 }
 
 
+NOTES = """Notes:
+
+- Database: the first status call of the outage waits the store's 5 s for a connection, the
+  following ones 1 s (docs/cloud.md); the job fails with its real cause because its progress
+  save met the outage while it trained. An outage after the artifacts are uploaded is waited
+  out instead (the model recorded once the store returns: tests/unit/test_record_model_retry.py,
+  tests/integration/test_record_model_outage.py).
+- Full disk: whichever write meets the full disk first names it — the checkpoint's free-space
+  check, or SQLite's progress save. The first run of this script found the second case
+  recorded as `MetadataError: … disk I/O error` (SQLite cannot recreate its WAL index on a full
+  disk); it is now `DiskFull: no space left on device (…)`. While the disk stays full the
+  embedded store cannot be read either, so status answers 503 until there is room again.
+- Zip bomb: the member is built as 128 identical 16 MiB deflate blocks (a full flush between
+  them), so the 2 GiB bomb takes a second to write, not half a minute.
+"""
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| fault | job ended as | recorded | seconds to recover | left behind | held |",
              "|---|---|---|---|---|---|"]
@@ -746,8 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         "on 32 px images, 2 classes of 8 training images, 500 epochs, so they are still "
         "training when the fault strikes. 'left behind' counts work folders "
         "(`work/jobs/<id>/`), model-store objects under `models/<project>/` and live worker "
-        "processes of that home, once the fault is over. 'held': the outcome issue 9 asks "
-        "for.\n\n" + text + "\n")
+        "processes of that home, once the fault is over (the last epoch's checkpoint, kept on "
+        "purpose so that a new start resumes, is shown apart). 'held': the outcome issue 9 "
+        "asks for.\n\n" + text + "\n\n" + NOTES)
     return 0 if all(r.held for r in rows) else 1
 
 
