@@ -55,8 +55,8 @@ class TrainingConfig(BaseModel):
         "images per optimizer step (the global batch, split across processes when "
         "distributed), 1 to 4096; `auto`: on CUDA the largest power of two from 32 to 512 (and "
         "not above the training images) whose step fits comfortably in GPU memory, found by a "
-        "short probe, with the default learning rate scaled from batch 32 (square root; linear "
-        "for SGD); 32 on a CPU"))
+        "short probe, with the default learning rate scaled from batch 32 by the square root "
+        "of the ratio; 32 on a CPU"))
     lr: float | None = Field(None, gt=0, le=10, description=(
         "learning rate; null: the recipe's default (1e-3 for AdamW/Adam, 5e-4 when pretrained; "
         "0.1 for SGD, 0.02 when pretrained), set for batch 32 and scaled with an `auto` batch"))

@@ -193,8 +193,8 @@ class TrainingRun:
         self._resolve_batch()
         self.lr = resolved_lr(cfg)
         if cfg.batch_size == "auto" and cfg.lr is None:  # the recipe's rate is for batch 32
-            self.lr = batching.lr_for_batch(self.lr, cfg.optimizer, self.global_batch)
-            self.batch_info["lr_rule"] = batching.lr_rule(cfg.optimizer)
+            self.lr = batching.lr_for_batch(self.lr, self.global_batch)
+            self.batch_info["lr_rule"] = batching.LR_RULE
         self.optimizer = make_optimizer(model, cfg, self.lr)
         self.auto = cfg.epochs == "auto"
         self.max_epochs = cfg.max_epochs if self.auto else int(cfg.epochs)
