@@ -6,8 +6,16 @@ Measures, side by side in one run, on this machine's CPU (and on CUDA when a GPU
      output size, first epoch and steady state;
   2. training efficiency: our end-to-end training images/s divided by the same model's
      training step on tensors already in memory (the compute limit);
+  3. the whole job (issue 10): a generated dataset of 320x240 JPEGs trained through
+     `training-agent train` with the defaults (`pretrained: false`, ResNet-18 at 224 px,
+     5 epochs, `batch_size: auto`), the compute limit measured in the same run at the batch the
+     job resolved; decode img/s, the decode's parallel efficiency (N processes vs one), steady
+     epoch / limit, whole command / limit, and the job's timings. On CPU at a size that fits a
+     small machine in minutes (10 classes x 20 training images); on CUDA the issue's size
+     (10 classes x 2,000 / 100 / 100), with the nvJPEG decoder's rate too.
 (time to accuracy is bench/quality.py's: its datasets are not told apart by colour.)
-`--quick` shrinks every part (a smoke run)."""
+`--quick` shrinks every part (a smoke run); `--sections job --devices cuda` runs one part on
+one device (bench/gpu_bench.sh, the one command for a GPU machine, does that)."""
 
 from __future__ import annotations
 
@@ -189,7 +197,7 @@ def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str,
     zip_path = make_dataset_zip(work / "eff.zip", classes=4, per_class=per, size=64, seed=1)
     splits = splits_from_zip(zip_path, work / "eff")
     epochs = 3 if quick else 5
-    batch = TrainingConfig().batch_size
+    batch = 32  # the reference batch: `auto` resolves to it on a CPU
     precision = "bf16" if device.type == "cuda" else "fp32"
     size = 64  # image_size auto on 64 px images (checked below)
     bare = compute_limit("resnet18", 4, size, batch, device, precision)
@@ -251,6 +259,170 @@ def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str,
             "whole": n * epochs / wall, "eff_whole": (n * epochs / wall) / (batch / med(limit))}
 
 
+# ---- 3. whole job ---------------------------------------------------------------------------
+JOB_SIZES = {  # classes, train / val / test images a class, epochs, image size
+    "quick": (4, 8, 2, 2, 2, 64),
+    "cpu": (10, 20, 5, 5, 5, 224),
+    "cuda": (10, 2000, 100, 100, 5, 224),
+}
+
+
+def _photo(args: tuple[int, int, int]) -> bytes:
+    """A 320x240 JPEG: a drawn shape on a background, with photo-like grain."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    cls, index, seed = args
+    img = draw_sample(cls, 240, random.Random(seed * 1_000_003 + index)).resize((320, 240))
+    grain = np.random.default_rng(index).normal(0, 6, (240, 320, 3))
+    arr = np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(arr).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def job_zip(path: Path, classes: int, per_class: dict[str, int]) -> int:
+    """The generated dataset as a zip (stored, as camera JPEGs usually are); returns images."""
+    import multiprocessing
+    import zipfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = [(split, c, i) for split, n in per_class.items() for c in range(classes)
+             for i in range(n)]
+    seeds = {"train": 1, "val": 2, "test": 3}
+    with ProcessPoolExecutor(cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
+        data = pool.map(_photo, [(c, i, seeds[split]) for split, c, i in names], chunksize=64)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+            for (split, c, i), blob in zip(names, data, strict=True):
+                zf.writestr(f"photos/{split}/class_{c}/{i:05d}.jpg", blob)
+    return len(names)
+
+
+def cli(home: Path, *args: str) -> tuple[str, float]:
+    import subprocess
+
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(home)}
+    # what the `training-agent` script runs (a wheel installed with --target has no script)
+    command = [sys.executable, "-c", "from training_agent.entrypoints.cli import main; main()"]
+    t0 = time.perf_counter()
+    out = subprocess.run([*command, *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode:
+        raise RuntimeError(f"training-agent {' '.join(args[:1])} failed ({out.returncode}): "
+                           f"{out.stderr[-2000:]}")
+    return out.stdout, seconds
+
+
+def decode_efficiency(paths: list[Path], size: int, device: torch.device) -> dict[str, Any]:
+    """Decode img/s with one process and with one per core (the same images), and on CUDA
+    the nvJPEG decoder's."""
+    from training_agent.adapters.trainers.decoding import JpegDecoder, PilDecoder
+
+    n = cpu_count()
+    rates, cpu, cores = {}, {}, {}
+    reference = None
+    for workers in (1, n):
+        with PilDecoder(size, workers) as dec:
+            dec.decode(paths[: 4 * 64])  # processes started, files in the page cache
+            c0, t0 = _decode_cpu(dec), time.perf_counter()
+            reference = dec.decode(paths)
+            wall, used = time.perf_counter() - t0, _decode_cpu(dec) - c0
+            rates[workers] = len(paths) / wall
+            cpu[workers] = used / len(paths) * 1000  # CPU ms per image
+            cores[workers] = used / wall  # the cores the decode really had
+    out: dict[str, Any] = {"workers": n, "one": rates[1], "all": rates[n],
+                           "efficiency": rates[n] / (n * rates[1]), "images": len(paths),
+                           "cpu_ms_one": cpu[1], "cpu_ms_all": cpu[n], "cores_all": cores[n]}
+    if device.type == "cuda":
+        with JpegDecoder(size, device, PilDecoder(size, n)) as dec:
+            dec.decode(paths[:256])
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            decoded = dec.decode(paths)
+            out["nvjpeg"] = len(paths) / (time.perf_counter() - t0)
+            out["nvjpeg_counts"] = decoded.counts
+        # the stated tolerance, checked on the GPU's output (decoding.py)
+        assert reference is not None and decoded.ok == reference.ok
+        diff = (decoded.images.int() - reference.images.int()).abs().float()
+        diff = diff.reshape(len(decoded.ok), -1)
+        out["nvjpeg_mean_abs_max"] = float(diff.mean(1).max())
+        out["nvjpeg_p99_max"] = float(diff[:512].quantile(0.99, dim=1).max())
+    return out
+
+
+def measure_limit(classes: int, size: int, batch: int, device: torch.device,
+                  quick: bool) -> float:
+    """img/s of bare training steps of ResNet-18 on in-memory tensors (median step)."""
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    bare = compute_limit("resnet18", classes, size, batch, device, precision)
+    for _ in range(3):  # allocator, kernels chosen: the first steps are slower
+        bare()
+    return batch / statistics.median([bare() for _ in range(6 if quick else 20)])
+
+
+def _decode_cpu(dec: Any) -> float:
+    """CPU seconds used so far by a PilDecoder: its processes', or this process's."""
+    pool = getattr(dec, "_pool", None)
+    if pool is None:
+        return time.process_time()
+    ticks = 0
+    for proc in pool.procs:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bench_job(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
+    """One whole `training-agent train` on a generated dataset with the defaults, and the
+    compute limit of the same model at the batch the job resolved, in the same run."""
+    classes, train, val, test, epochs, size = JOB_SIZES["quick" if quick else device.type]
+    zip_path = work / "photos.zip"
+    t0 = time.perf_counter()
+    images = job_zip(zip_path, classes, {"train": train, "val": val, "test": test})
+    generated = time.perf_counter() - t0
+    home = work / "home"
+    config = {"pretrained": False, "epochs": epochs, "image_size": size,
+              "device": device.type}
+    # the limit is measured before and after the job, at the batch `auto` resolves to (32 on
+    # a CPU; on CUDA the job's probe decides, so the first measure uses 256), and the better
+    # of the two kept: on a shared machine a neighbour's load stretches one of them
+    guess = 32 if device.type == "cpu" else 256
+    limit_before = measure_limit(classes, size, guess, device, quick)
+    out, _ = cli(home, "project", "create", "--name", f"bench-{device.type}", "--dataset",
+                 str(zip_path), "--config", json.dumps(config))
+    project = out.strip().splitlines()[-1].split()[-1]
+    _, command = cli(home, "train", project, "--quiet")
+    [manifest_path] = list((home / "store").rglob("manifest.json"))
+    m = json.loads(manifest_path.read_text())
+    batch = int(m["config"]["batch_size"])
+    limit = max(limit_before if batch == guess else 0.0,
+                measure_limit(classes, size, batch, device, quick))
+    rates = [h["images_per_second"] for h in m["metrics"]["history"]]
+    steady = statistics.median(rates[1:] or rates)
+    trained = m["dataset"]["counts"]["train"] * len(rates)
+    decoded = sum(m["dataset"]["counts"].values())
+    t = m["timings"]
+    extracted = splits_from_zip(zip_path, work / "extracted")
+    paths = [p for split in (extracted.train, extracted.val, extracted.test) for p, _ in split]
+    want = 512 if quick else 4000
+    eff = decode_efficiency((paths * (want // len(paths) + 1))[:want], size, device)
+    return {
+        "device": device.type, "zip_mb": zip_path.stat().st_size / 1e6, "images": images,
+        "generated_seconds": generated, "classes": classes, "epochs": len(rates),
+        "image_size": size, "batch": batch, "lr": m["config"]["lr"],
+        "batch_probe": m["runtime"]["batch"]["probe"], "decoder": m["input"]["decoder"],
+        "limit": limit, "epoch_rates": rates, "steady": steady, "steady_ratio": steady / limit,
+        "command_seconds": command, "whole": trained / command,
+        "whole_ratio": trained / command / limit,
+        "decode_rate": decoded / max(t["decode_seconds"], 1e-9), "timings": t,
+        "outside": command - t["decode_seconds"] - t["train_seconds"],
+        "efficiency": eff,
+    }
+
+
 # ---- report ---------------------------------------------------------------------------------
 def _f(v: float | None, digits: int = 0) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
@@ -260,18 +432,73 @@ def report(parts: list[dict[str, Any]], seconds: float) -> str:
     lines = ["# Trainer benchmark", "",
              f"`python bench/trainer_bench.py` on {platform.processor() or platform.machine()}, "
              f"{cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} intra-op threads; whole run {seconds:.0f} s.", ""]
+             f"{torch.get_num_threads()} intra-op threads; whole run {seconds:.0f} s"
+             + (f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+             + ".", ""]
     for part in parts:
         dev = part["device"]
-        lines += [f"## {dev.upper()}", "", "### 1. Loader throughput (images/s, 224 px output, "
+        lines += [f"## {dev.upper()}", ""]
+        if "loader" in part:
+            lines += loader_lines(part)
+        if "efficiency" in part:
+            lines += efficiency_lines(part)
+        if "job" in part:
+            lines += job_lines(part["job"])
+    lines += ["Accuracy and time to accuracy are measured by `bench/quality.py` "
+              "(bench/results/quality.md) on generated families whose class is not given by "
+              "colour; this benchmark's generated images are told apart by colour, which any "
+              f"recipe learns in an epoch. Load average at the end: {os.getloadavg()[0]:.1f} "
+              f"on {cpu_count()} cores (a shared machine stretches every figure here).", ""]
+    return "\n".join(lines)
+
+
+def job_lines(j: dict[str, Any]) -> list[str]:
+    e, t = j["efficiency"], j["timings"]
+    timing = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}" for k, v in t.items())
+    rows = [f"### 3. Whole job: `training-agent train`, defaults (ResNet-18 at {j['image_size']} "
+            f"px, `pretrained: false`, {j['epochs']} epochs, `batch_size: auto`)", "",
+            f"{j['images']:,} generated 320x240 JPEGs ({j['classes']} classes, zip "
+            f"{j['zip_mb']:.0f} MB); batch resolved to {j['batch']} (probe: "
+            f"{j['batch_probe'] or 'none on a CPU'}), lr {j['lr']:.2g}; cache decoded by "
+            f"{j['decoder'].get('name')} ({j['decoder'].get('images')}).", "",
+            "| measure | figure | ÷ limit |", "|---|---:|---:|",
+            f"| compute limit: bare steps at batch {j['batch']} on in-memory tensors | "
+            f"{_f(j['limit'], 1)} img/s | 1.00 |",
+            f"| steady epoch (median of epochs 2+; all: {j['epoch_rates']}) | "
+            f"{_f(j['steady'], 1)} img/s | **{j['steady_ratio']:.2f}** |",
+            f"| whole command ({j['command_seconds']:.1f} s: images trained ÷ its wall time) | "
+            f"{_f(j['whole'], 1)} img/s | **{j['whole_ratio']:.2f}** |",
+            f"| decode in the job (all splits ÷ decode_seconds) | {_f(j['decode_rate'])} img/s "
+            "| |",
+            f"| decode, 1 process ({e['images']} of the dataset's images; CPU "
+            f"{e['cpu_ms_one']:.2f} ms an image) | {_f(e['one'])} img/s | |",
+            f"| decode, {e['workers']} processes (CPU {e['cpu_ms_all']:.2f} ms an image; they "
+            f"had {e['cores_all']:.1f} of {e['workers']} cores) | {_f(e['all'])} img/s | "
+            f"parallel efficiency **{e['efficiency']:.2f}** |"]
+    if "nvjpeg" in e:
+        rows.append(f"| decode, nvJPEG batches + PIL fallback ({e['nvjpeg_counts']}; vs PIL "
+                    f"per image: mean |diff| at most {e['nvjpeg_mean_abs_max']:.2f}, p99 at most "
+                    f"{e['nvjpeg_p99_max']:.0f} levels; tolerance 2.5 / 12) | "
+                    f"{_f(e['nvjpeg'])} img/s | |")
+    rows += ["", f"Outside decode and training: {j['outside']:.1f} s of the command. The "
+             f"manifest's timings (s): {timing}.", ""]
+    return rows
+
+
+def loader_lines(part: dict[str, Any]) -> list[str]:
+    lines = ["### 1. Loader throughput (images/s, 224 px output, "
                   "batch 32, 480x640 JPEGs)", "",
                   "| pipeline | first epoch | steady state | × seed (first) | × seed (steady) |",
                   "|---|---:|---:|---:|---:|"]
-        for r in part["loader"]:
-            lines.append(f"| {r['pipeline']} | {_f(r['first'])} | {_f(r['steady'])} | "
-                         f"{_f(r['x_first'], 1)} | {_f(r['x_steady'], 1)} |")
-        e = part["efficiency"]
-        lines += ["", f"### 2. Training efficiency (ResNet-18, {e['image_size']} px, batch "
+    for r in part["loader"]:
+        lines.append(f"| {r['pipeline']} | {_f(r['first'])} | {_f(r['steady'])} | "
+                     f"{_f(r['x_first'], 1)} | {_f(r['x_steady'], 1)} |")
+    return [*lines, ""]
+
+
+def efficiency_lines(part: dict[str, Any]) -> list[str]:
+    e = part["efficiency"]
+    return [f"### 2. Training efficiency (ResNet-18, {e['image_size']} px, batch "
                   f"{e['batch']}, {e['images']} images, {e['epochs']} epochs, {e['steps']} "
                   "interleaved step pairs)", "",
                   "| measure | images/s (median step) | ÷ limit | images/s (best step) | ÷ limit |",
@@ -305,37 +532,44 @@ def report(parts: list[dict[str, Any]], seconds: float) -> str:
                   f"{e['epoch_rates']}), and all epochs pooled (total images ÷ total loop time).",
                   "- *whole run*: images × epochs ÷ wall time of the whole `train()` call "
                   "(decode, every epoch, validation, checkpoints, test, artifacts), the "
-                  "interleaved bare steps subtracted."]
-    lines += ["Accuracy and time to accuracy are measured by `bench/quality.py` "
-              "(bench/results/quality.md) on generated families whose class is not given by "
-              "colour; this benchmark's generated images are told apart by colour, which any "
-              f"recipe learns in an epoch. Load average at the end: {os.getloadavg()[0]:.1f}.",
-              ""]
-    return "\n".join(lines)
+                  "interleaved bare steps subtracted.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sections", default="loader,efficiency,job",
+                        help="comma-separated: loader, efficiency, job (default: all)")
+    parser.add_argument("--devices", default="cpu,cuda",
+                        help="comma-separated: cpu, cuda (cuda only where a GPU is present)")
     args = parser.parse_args(argv)
     torch.set_num_threads(cpu_count())
     os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    sections = set(args.sections.split(","))
+    wanted = set(args.devices.split(","))
+    devices = [torch.device(d) for d in ("cpu", "cuda") if d in wanted
+               and (d == "cpu" or torch.cuda.is_available())]
     t0 = time.perf_counter()
     parts = []
     for device in devices:
         with tempfile.TemporaryDirectory(prefix="trainer-bench-") as tmp:
             work = Path(tmp)
             part: dict[str, Any] = {"device": device.type}
-            print(f"[{device}] loader ...", file=sys.stderr)
-            part["loader"] = bench_loader(work, device, args.quick)
-            print(f"[{device}] training efficiency ...", file=sys.stderr)
-            part["efficiency"] = bench_efficiency(work, device, args.quick)
+            if "job" in sections:  # first: its dataset is generated by forked processes
+                print(f"[{device}] whole job ...", file=sys.stderr)
+                part["job"] = bench_job(work, device, args.quick)
+            if "loader" in sections:
+                print(f"[{device}] loader ...", file=sys.stderr)
+                part["loader"] = bench_loader(work, device, args.quick)
+            if "efficiency" in sections:
+                print(f"[{device}] training efficiency ...", file=sys.stderr)
+                part["efficiency"] = bench_efficiency(work, device, args.quick)
             parts.append(part)
     text = report(parts, time.perf_counter() - t0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(parts, indent=1, default=str))
     print(text)
     return 0
 

@@ -181,3 +181,14 @@ def test_draft_scale_is_pils():
 def test_cpu_training_uses_pil_processes():
     decoder = make_decoder(torch.device("cpu"), 32, 2)
     assert isinstance(decoder, PilDecoder) and decoder.describe()["processes"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG needs a CUDA GPU")
+def test_nvjpeg_matches_pil_within_the_stated_tolerance_and_falls_back():
+    data = [photo(640, 480, seed) for seed in range(6)] + [photo(80, 60, 9, fmt="PNG")]
+    ref = PilDecoder(224, 1).decode(data)
+    got = JpegDecoder(224, torch.device("cuda"), PilDecoder(224, 1)).decode(data)
+    assert got.counts == {"nvjpeg": 6, "pil": 1} and got.ok == ref.ok
+    diff = (ref.images.int() - got.images.int()).abs().float().reshape(len(data), -1)
+    assert diff.mean(1).max() <= MEAN_TOLERANCE
+    assert diff.quantile(0.99, dim=1).max() <= P99_TOLERANCE

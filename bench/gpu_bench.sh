@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The trainer benchmark's CUDA whole-job section on a GPU machine, as one command, run in the
+# repo root with .whl/ beside it (made here by scripts/gpu-wheels):
+#     bash bench/gpu_bench.sh            # with the device tool: carry [".whl"], timeout 600 s
+# It installs the wheels into /tmp/site, checks that torch sees a GPU, and runs
+# `bench/trainer_bench.py --sections job --devices cuda` at the issue's size (10 classes x
+# 2,000 / 100 / 100 JPEGs at 320x240, ResNet-18 at 224, 5 epochs, defaults): decode img/s
+# (PIL processes and nvJPEG), parallel efficiency, steady epoch / compute limit, whole
+# command / limit. Results: $OUT/trainer_gpu.md, .json, .log and gpu_tests.log (bench/results/
+# without $OUT).
+# Extra arguments go to trainer_bench.py (e.g. --sections job,efficiency).
+set -euo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+out="${OUT:-bench/results}"
+python3 -c "import torch, torchvision; assert torch.cuda.is_available(), 'no CUDA GPU'; \
+print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())"
+nproc
+# the CUDA-only tests first (skipped on CPU-only machines): nvJPEG within the stated tolerance
+# of PIL, with its fallback; the batch probe's step
+python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
+  2>&1 | tee "$out/gpu_tests.log" || true
+python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
+  2>&1 | tee "$out/trainer_gpu.log"
