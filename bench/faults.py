@@ -227,7 +227,7 @@ class Serve:
     def __init__(self, agent: Agent, port: int, **env: str) -> None:
         self.agent, self.port = agent, port
         self.log_path = agent.root / f"serve-{port}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([*CLI, "serve", "--port", str(port)],
                                      env=agent.env(**env), stdout=self._log,
                                      stderr=subprocess.STDOUT)

@@ -31,7 +31,7 @@ class Agent:
     dataset_url: str
 
     @property
-    def service(self):  # noqa: ANN201
+    def service(self):
         return self.container.training_service()
 
     def project(self, name: str = "shapes", config: dict[str, Any] | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Every row of DESIGN.md's HTTP API table and every error code, through Litestar's test client."""
+"""Every route of the HTTP API (README "Serving", the OpenAPI document at /schema) and every error
+code, through Litestar's test client."""
 
 from __future__ import annotations
 

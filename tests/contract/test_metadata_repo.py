@@ -217,7 +217,7 @@ def race(workers: list[Callable[[], None]]) -> None:
         barrier.wait()
         try:
             work()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in workers]

@@ -59,7 +59,7 @@ def free_port() -> int:
 def serving(home: Path, **env: str) -> Iterator[httpx.Client]:
     """`training-agent serve` as a real process; yields a client on its base URL."""
     port = free_port()
-    log = open(home.parent / f"serve-{port}.log", "w")  # noqa: SIM115
+    log = open(home.parent / f"serve-{port}.log", "w")
     proc = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=agent_env(home, **env), stdout=log, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

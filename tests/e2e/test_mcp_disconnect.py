@@ -62,7 +62,7 @@ def test_a_disconnected_mcp_client_leaves_its_job_failed_not_training(tmp_path):
 
 
 def _parent_of(pid: int) -> int:
-    stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    stat = open(f"/proc/{pid}/stat").read()
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 

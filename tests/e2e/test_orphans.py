@@ -22,7 +22,7 @@ START = "/agents/training/start"
 
 
 def _serve(home: Path, port: int) -> tuple[subprocess.Popen[bytes], httpx.Client]:
-    log = open(home.parent / f"serve-{port}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+    log = open(home.parent / f"serve-{port}-{time.monotonic_ns()}.log", "w")
     proc = subprocess.Popen([*CLI, "serve", "--port", str(port)],
                             env=agent_env(home, MAX_CONCURRENT_JOBS="1"), stdout=log,
                             stderr=subprocess.STDOUT)

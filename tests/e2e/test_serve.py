@@ -129,7 +129,7 @@ def test_cancel_stops_the_worker_within_seconds(home, small_zip):
 @needs_trainer
 def test_watch_trains_pending_projects_and_stops_on_sigterm(home, small_zip, tmp_path):
     project_id = create_project(home, small_zip, name="watched")
-    log = open(tmp_path / "watch.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "watch.log", "w")
     proc = subprocess.Popen([*CLI, "watch", "--interval", "0.5", "--grace", "5"],
                             env=agent_env(home), stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -36,7 +36,7 @@ class ChatServer:
         chat = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 chat.received.append(json.loads(body))
                 chat.headers.append(dict(self.headers))

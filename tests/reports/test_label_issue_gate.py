@@ -144,7 +144,7 @@ def test_a_weak_models_analysis_predicts_only_the_result_split(monkeypatch):
     seen: list[str] = []
     real = analysis.predict
 
-    def counting(model, split, *args):  # noqa: ANN001, ANN202
+    def counting(model, split, *args):
         seen.append(split.paths[0].parts[3])  # /data/scenes/<split>/...
         return real(model, split, *args)
 

@@ -1,4 +1,4 @@
-"""Every knob of DESIGN.md's config list does what it says, shown by what the run really used
+"""Every knob of the README's config list does what it says, shown by what the run really used
 (its optimizer, loss, transform, decoded cache, forward dtype) and by what the manifest and
 history record: trainer, backbone, pretrained, epochs, batch_size, lr, optimizer, weight_decay,
 label_smoothing, augment, image_size (int, auto from the data, auto from pretrained weights),

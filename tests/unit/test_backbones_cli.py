@@ -87,7 +87,7 @@ def test_the_catalog_is_computed_once_per_library_version_and_cached(tmp_path, m
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
 
-    def compute():  # noqa: ANN202
+    def compute():
         calls.append(1)
         return [("net_a", True), ("net_b", False)]
 

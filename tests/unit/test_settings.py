@@ -1,4 +1,4 @@
-"""Settings: which store each setting picks (DESIGN.md's precedence), and the test environment."""
+"""Settings: which store each setting picks (the README's precedence), and the test environment."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRAINING_AGENT_HOME", str(tmp_path / "home"))
 
 
-# ---- DESIGN.md's precedence, and the adapters the container's selectors pick ----------------
+# ---- the README's precedence, and the adapters the container's selectors pick ----------------
 PG = "postgresql://agent:pw@db.invalid:5432/agent"
 SB = {"SUPABASE_URL": "https://ref.supabase.co", "SUPABASE_KEY": "service-role"}
 
@@ -72,7 +72,7 @@ def test_metadata_store_precedence(monkeypatch, tmp_path, env, backend):
     assert settings.metadata_backend == backend
     container = build_container(settings)
     selector = container.metadata_repo
-    assert set(selector.providers) == {"postgres", "supabase", "sqlite", "memory"}
+    assert set(selector.providers) == {"postgres", "supabase", "sqlite"}
     factories = {"postgres": container_module._postgres_repo,
                  "supabase": container_module._supabase_repo, "sqlite": SqliteMetadataRepo}
     assert selector.providers[backend].provides is factories[backend]

@@ -54,7 +54,6 @@ ACTIVE_STATES = frozenset(
     {JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,
      JobState.UPLOADING, JobState.RECORDING}
 )
-FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 # The steps a job walks through, in order; any active state may also end failed or cancelled.
 STEP_ORDER = [JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,

@@ -1,4 +1,5 @@
-"""TrainingService: runs a job through the ports in the order DESIGN.md fixes."""
+"""TrainingService: runs a job through the ports in a fixed order (docs/architecture.md, "A job's
+path, from a request to an artifact")."""
 
 from __future__ import annotations
 

@@ -45,7 +45,9 @@ def _json_option(value: str | None) -> dict[str, Any] | None:
 
 
 class AgentGroup(click.Group):
-    """Turns domain errors into a one-line message and exit code 1 (2 for bad input)."""
+    """Turns domain errors, bad input among them (a malformed id, a refused config), into a
+    one-line message and exit code 1. Exit code 2 is click's own usage errors (an unknown
+    option, --config that is not a JSON object) and invalid settings."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

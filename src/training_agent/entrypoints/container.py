@@ -10,7 +10,6 @@ from dependency_injector import containers, providers
 
 from training_agent.adapters.blobstore.local import LocalBlobStore
 from training_agent.adapters.blobstore.router import BlobStoreRouter
-from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.log import LogNotifier
 from training_agent.adapters.notifiers.webhook import WebhookNotifier
@@ -84,7 +83,6 @@ class Container(containers.DeclarativeContainer):
     metadata_repo = providers.Selector(
         config.metadata_backend,
         sqlite=providers.Singleton(SqliteMetadataRepo, path=config.sqlite_path.as_(Path)),
-        memory=providers.Singleton(InMemoryMetadataRepo),
         postgres=providers.Singleton(_postgres_repo, dsn=config.database_url),
         supabase=providers.Singleton(_supabase_repo, url=config.supabase_url,
                                      key=config.supabase_key),

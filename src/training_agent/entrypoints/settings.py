@@ -1,4 +1,5 @@
-"""Settings from the environment (and `.env`), with the names DESIGN.md fixes."""
+"""Settings from the environment (and `.env`), with the names the README fixes (its
+"Configuration" section); which store each picks is described in docs/architecture.md."""
 
 from __future__ import annotations
 

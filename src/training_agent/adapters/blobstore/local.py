@@ -23,10 +23,6 @@ def file_url_path(url: str) -> Path:
     return Path(unquote(parts.netloc + parts.path))
 
 
-def path_to_file_url(path: Path) -> str:
-    return path.resolve().as_uri()
-
-
 class LocalBlobStore(BlobStore):
     def download(self, url: str, dest: Path) -> int:
         src = file_url_path(url)
