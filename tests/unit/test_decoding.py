@@ -192,3 +192,35 @@ def test_nvjpeg_matches_pil_within_the_stated_tolerance_and_falls_back():
     diff = (ref.images.int() - got.images.int()).abs().float().reshape(len(data), -1)
     assert diff.mean(1).max() <= MEAN_TOLERANCE
     assert diff.quantile(0.99, dim=1).max() <= P99_TOLERANCE
+
+
+def test_without_decoding_processes_the_decode_still_happens_in_process(tmp_path, monkeypatch):
+    """A machine where the processes cannot run (or one dies): the same result, decoded in the
+    calling process, with a warning saying why."""
+    from training_agent.adapters.trainers import decode_pool
+
+    def broken(self, tasks):
+        raise decode_pool.DecodeFailed("a decoding process ended unexpectedly (exit code -9)")
+
+    monkeypatch.setattr(decode_pool.DecodePool, "run", broken)
+    paths = files(tmp_path / "c", 70)
+    with pytest.warns(RuntimeWarning, match="decoding in one process"):
+        array, ok, bad = decode_many(paths, 24, threads=2)
+    assert ok == list(range(70)) and not bad
+    assert np.array_equal(array[3], load_image(paths[3], 24).transpose(2, 0, 1))
+
+
+def test_decoding_processes_ignore_ctrl_c(tmp_path):
+    """Ctrl-C goes to the whole process group: the processes leave it to the caller (no
+    tracebacks of theirs on the terminal) and keep serving until their stdin closes."""
+    import signal
+
+    paths = files(tmp_path / "c", 70)
+    with DecodePool(2) as pool:
+        decode_many(paths[:64], 24, 2, pool)  # started, handlers installed
+        for proc in pool.procs:
+            os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+        assert all(proc.poll() is None for proc in pool.procs)
+        _, ok, _ = decode_many(paths, 24, 2, pool)
+    assert len(ok) == 70

@@ -109,8 +109,12 @@ class DecodePool:
 
 def serve() -> None:
     """A decoding process's main loop: tasks in on stdin, results out on stdout."""
+    import signal
+
     from .images import decode_rows
 
+    # Ctrl-C reaches the whole process group: the caller decides, and closes our stdin
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decode_pool import DecodePool
+from .decode_pool import DecodeFailed, DecodePool
 
 MIN_AUTO_SIZE, MAX_AUTO_SIZE = 32, 224
 
@@ -89,15 +89,7 @@ def decode_rows(out: str, shape: tuple[int, int, int, int], start: int,
     """Decode `sources` into rows `start`, `start + 1`, ... of the (N, 3, size, size) uint8
     array in the shared file `out` (run in a decoding process). Returns None for each decoded
     image, 'class/file: reason' (or 'bytes: reason') for each unreadable one."""
-    rows = _shared(out, shape)
-    errors: list[str | None] = []
-    for k, src in enumerate(sources):
-        try:
-            rows[start + k] = load_image(src, size).transpose(2, 0, 1)
-            errors.append(None)
-        except Exception as exc:
-            errors.append(_unreadable(src, exc))
-    return errors
+    return decode_rows_into(_shared(out, shape)[start:start + len(sources)], sources, size)
 
 
 def _unreadable(src: Path | bytes, exc: Exception) -> str:
@@ -130,6 +122,38 @@ def _shared_folder(nbytes: int) -> str | None:
     return None
 
 
+def decode_rows_into(out: np.ndarray, sources: Sequence[Path | bytes],
+                     size: int) -> list[str | None]:
+    errors: list[str | None] = []
+    for i, src in enumerate(sources):
+        try:
+            out[i] = load_image(src, size).transpose(2, 0, 1)
+            errors.append(None)
+        except Exception as exc:
+            errors.append(_unreadable(src, exc))
+    return errors
+
+
+def _decode_pooled(sources: Sequence[Path | bytes], size: int, threads: int,
+                   pool: DecodePool | None) -> tuple[np.ndarray, list[str | None]]:
+    n = len(sources)
+    shape = (n, 3, size, size)
+    fd, path = tempfile.mkstemp(prefix="training-agent-decode-", suffix=".u8",
+                                dir=_shared_folder(n * 3 * size * size))
+    os.close(fd)
+    own = pool is None
+    try:
+        out = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
+        pool = pool or DecodePool(threads)
+        tasks = [(path, shape, s, list(sources[s:s + CHUNK]), size) for s in range(0, n, CHUNK)]
+        errors = [e for part in pool.run(tasks) for e in part]
+    finally:
+        os.unlink(path)  # the mapping stays valid; the name goes at once, whatever happens
+        if own and pool is not None:
+            pool.close()
+    return out, errors
+
+
 def decode_many(
     sources: Sequence[Path | bytes], size: int, threads: int,
     pool: DecodePool | None = None,
@@ -146,31 +170,18 @@ def decode_many(
     reached 3.7x one core on a 16-core machine, 16 processes 18x."""
     n = len(sources)
     shape = (n, 3, size, size)
-    if n < MIN_POOLED or threads <= 1:
-        out = np.empty(shape, dtype=np.uint8)
-        errors: list[str | None] = []
-        for i, src in enumerate(sources):
-            try:
-                out[i] = load_image(src, size).transpose(2, 0, 1)
-                errors.append(None)
-            except Exception as exc:
-                errors.append(_unreadable(src, exc))
-    else:
-        nbytes = n * 3 * size * size
-        fd, path = tempfile.mkstemp(prefix="training-agent-decode-", suffix=".u8",
-                                    dir=_shared_folder(nbytes))
-        os.close(fd)
-        own = pool is None
+    pooled = None
+    if n >= MIN_POOLED and threads > 1:
         try:
-            out = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
-            pool = pool or DecodePool(threads)
-            tasks = [(path, shape, s, list(sources[s:s + CHUNK]), size)
-                     for s in range(0, n, CHUNK)]
-            errors = [e for part in pool.run(tasks) for e in part]
-        finally:
-            os.unlink(path)  # the mapping stays valid; the name goes at once, whatever happens
-            if own and pool is not None:
-                pool.close()
+            pooled = _decode_pooled(sources, size, threads, pool)
+        except (OSError, DecodeFailed) as exc:  # no processes or no shared memory here
+            warnings.warn(f"decoding in one process: the decoding processes failed ({exc})",
+                          RuntimeWarning, stacklevel=2)
+    if pooled is not None:
+        out, errors = pooled
+    else:
+        out = np.empty(shape, dtype=np.uint8)
+        errors = decode_rows_into(out, sources, size)
     ok = [i for i, e in enumerate(errors) if e is None]
     bad = [e for e in errors if e is not None]
     if len(ok) < n:
