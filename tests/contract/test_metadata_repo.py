@@ -10,6 +10,7 @@ import pytest
 
 from training_agent.domain.errors import Conflict, DatasetNotFound, JobNotFound, ProjectNotFound
 from training_agent.domain.models import (
+    JOB_SAVED_FIELDS,
     STARTABLE,
     Dataset,
     JobState,
@@ -18,6 +19,8 @@ from training_agent.domain.models import (
     Project,
     ProjectStatus,
     TrainingJob,
+    claim_refusal,
+    model_not_recorded,
     new_id,
     utcnow,
 )
@@ -89,15 +92,19 @@ def test_claim_job_inserts_the_job_and_marks_the_project_training(repo):
 def test_claim_job_refuses_a_second_active_job_even_with_force(repo):
     p = project(repo)
     first = repo.claim_job(TrainingJob(project_id=p.id), STARTABLE)
-    with pytest.raises(Conflict, match="active job"):
+    with pytest.raises(Conflict, match="active job") as refused:
         repo.claim_job(TrainingJob(project_id=p.id), None)
+    # every store words the claim rule's refusal as the domain does
+    assert str(refused.value) == str(claim_refusal(p.id, ProjectStatus.TRAINING, first.id, None))
     assert [j.id for j in repo.active_jobs()] == [first.id]
 
 
 def test_claim_job_refuses_a_status_outside_allowed_unless_forced(repo):
     p = project(repo, status=ProjectStatus.PENDING_EVALUATION)
-    with pytest.raises(Conflict, match="pending_evaluation"):
+    with pytest.raises(Conflict, match="pending_evaluation") as refused:
         repo.claim_job(TrainingJob(project_id=p.id), STARTABLE)
+    assert str(refused.value) == str(
+        claim_refusal(p.id, ProjectStatus.PENDING_EVALUATION, None, STARTABLE))
     assert repo.latest_job(p.id) is None
     repo.claim_job(TrainingJob(project_id=p.id), None)  # force
     assert repo.get_project(p.id).status is ProjectStatus.TRAINING
@@ -151,6 +158,29 @@ def test_save_job_writes_only_while_active(repo):
     assert repo.get_job(job.id) == final
 
 
+def test_a_save_writes_the_fields_a_save_writes_and_nothing_else(repo):
+    p = project(repo)
+    claimed = repo.claim_job(TrainingJob(project_id=p.id, idempotency_key="k1",
+                                         request_hash="h1"), STARTABLE)
+    before = repo.get_job(claimed.id)
+    changed = before.model_copy(deep=True, update={
+        "idempotency_key": "k2", "request_hash": "h2",
+        "queued_at": before.created_at + timedelta(hours=1),
+        "created_at": before.created_at + timedelta(hours=1)})
+    changed.begin()
+    changed.advance(JobState.DOWNLOADING)
+    changed.progress = {"epoch": 1}
+    assert repo.save_job(changed)
+    after = repo.get_job(claimed.id)
+    assert {f: getattr(after, f) for f in ("idempotency_key", "request_hash", "queued_at",
+                                           "created_at", "project_id")} == {
+        f: getattr(before, f) for f in ("idempotency_key", "request_hash", "queued_at",
+                                        "created_at", "project_id")}
+    assert (after.state, after.progress, after.started_at) == (
+        JobState.DOWNLOADING, {"epoch": 1}, changed.started_at)
+    assert set(JOB_SAVED_FIELDS) >= {"state", "progress", "started_at"}
+
+
 def test_save_unknown_job_is_not_found(repo):
     with pytest.raises(JobNotFound):
         repo.save_job(TrainingJob(project_id=project(repo).id))
@@ -185,8 +215,9 @@ def test_record_model_for_a_job_no_longer_active_writes_nothing(repo):
     repo.set_project_status(p.id, ProjectStatus.TRAINING_CANCELLED)
 
     model = ModelRecord(project_id=p.id, name="cats_model", gcs_url="gs://b/m.pth")
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as refused:
         repo.record_model(model, succeed(job))
+    assert str(refused.value) == str(model_not_recorded(job.id))
     assert repo.list_models(p.id) == []
     assert repo.get_project(p.id).status is ProjectStatus.TRAINING_CANCELLED
     assert repo.get_job(job.id).state is JobState.CANCELLED

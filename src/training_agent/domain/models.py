@@ -28,10 +28,11 @@ class ProjectStatus(str, Enum):
     TRAINING_CANCELLED = "training_cancelled"
 
 
-# A start is accepted from these statuses without "force".
-STARTABLE = frozenset(
-    {ProjectStatus.PENDING_TRAINING, ProjectStatus.TRAINING_FAILED, ProjectStatus.TRAINING_CANCELLED}
+# A start is accepted from these statuses without "force" (in the order a refusal names them).
+STARTABLE_IN_ORDER = (
+    ProjectStatus.PENDING_TRAINING, ProjectStatus.TRAINING_FAILED, ProjectStatus.TRAINING_CANCELLED
 )
+STARTABLE = frozenset(STARTABLE_IN_ORDER)
 
 
 class JobState(str, Enum):
@@ -50,14 +51,43 @@ class JobState(str, Enum):
         return self in ACTIVE_STATES
 
 
+# The job state machine. A job walks through STEP_ORDER; any active state may also end failed
+# or cancelled; a final state never changes (TrainingJob.advance). A project holds at most one
+# active job: every store applies this set (the SQL migrations spell it out, and
+# tests/unit/test_store_rules.py checks that they name exactly these states).
 ACTIVE_STATES = frozenset(
     {JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,
      JobState.UPLOADING, JobState.RECORDING}
 )
-
-# The steps a job walks through, in order; any active state may also end failed or cancelled.
 STEP_ORDER = [JobState.QUEUED, JobState.DOWNLOADING, JobState.PREPARING, JobState.TRAINING,
               JobState.UPLOADING, JobState.RECORDING, JobState.SUCCEEDED]
+
+# What a save of a job writes (MetadataRepo.save_job and record_model): the fields that change
+# while it runs. The rest (project, idempotency key and request digest, created_at, queued_at)
+# is written once, by the claim. `started_at` is kept when the saved job has none.
+JOB_SAVED_FIELDS = ("state", "config", "progress", "error", "worker_id", "heartbeat_at",
+                    "started_at", "updated_at", "finished_at")
+
+
+def claim_refusal(project_id: str, status: ProjectStatus | str, active_job_id: str | None,
+                  allowed: frozenset[ProjectStatus] | None) -> Conflict | None:
+    """The claim rule (MetadataRepo.claim_job): a project with an active job cannot be claimed,
+    nor, when `allowed` is given, one whose status is outside it. None when the claim may go
+    ahead. The SQL function claim_training_job words its refusals the same way (the contract
+    tests compare them)."""
+    if active_job_id is not None:
+        return Conflict(f"project {project_id} already has an active job {active_job_id}")
+    shown = status.value if isinstance(status, ProjectStatus) else status
+    if allowed is not None and shown not in {s.value for s in allowed}:
+        names = [s.value for s in STARTABLE_IN_ORDER]
+        return Conflict(f"project {project_id} is {shown}; a start needs "
+                        f"{', '.join(names[:-1])} or {names[-1]} (or force)")
+    return None
+
+
+def model_not_recorded(job_id: str) -> Conflict:
+    """record_model's refusal: the job is no longer active (cancelled or failed meanwhile)."""
+    return Conflict(f"job {job_id} is no longer active; model not recorded")
 
 
 class Project(BaseModel):

@@ -71,8 +71,8 @@ class MetadataRepo(abc.ABC):
 
     @abc.abstractmethod
     def save_job(self, job: TrainingJob) -> bool:
-        """Writes state, progress, error, worker, heartbeat and timestamps, only while the stored
-        job is still active; returns False (writing nothing) once it is final: final is final."""
+        """Writes the fields `JOB_SAVED_FIELDS` names (models.py), only while the stored job is
+        still active; returns False (writing nothing) once it is final: final is final."""
 
     @abc.abstractmethod
     def active_jobs(self) -> list[TrainingJob]: ...

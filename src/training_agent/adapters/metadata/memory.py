@@ -6,12 +6,15 @@ import threading
 
 from training_agent.domain.errors import Conflict, DatasetNotFound, JobNotFound, ProjectNotFound
 from training_agent.domain.models import (
+    JOB_SAVED_FIELDS,
     Dataset,
     LogEntry,
     ModelRecord,
     Project,
     ProjectStatus,
     TrainingJob,
+    claim_refusal,
+    model_not_recorded,
     utcnow,
 )
 from training_agent.domain.ports import MetadataRepo
@@ -86,15 +89,13 @@ class InMemoryMetadataRepo(MetadataRepo):
         with self._lock:
             project = self.get_project(job.project_id)
             active = self._active(job.project_id)
-            if active is not None:
-                raise Conflict(f"project {job.project_id} already has an active job {active.id}")
+            refusal = claim_refusal(job.project_id, project.status,
+                                    active.id if active is not None else None, allowed)
+            if refusal is not None:
+                raise refusal
             if job.idempotency_key is not None and any(
                     j.idempotency_key == job.idempotency_key for j in self.jobs.values()):
                 raise Conflict(f"a job with Idempotency-Key {job.idempotency_key!r} exists")
-            if allowed is not None and project.status not in allowed:
-                raise Conflict(f"project {job.project_id} is {project.status.value}; "
-                               "a start needs pending_training, training_failed or "
-                               "training_cancelled (or force)")
             self.jobs[job.id] = job.model_copy(deep=True)
             self.set_project_status(job.project_id, ProjectStatus.TRAINING)
         return job
@@ -133,9 +134,16 @@ class InMemoryMetadataRepo(MetadataRepo):
                 raise JobNotFound(f"job {job.id}")
             if not stored.active:
                 return False
-            self.jobs[job.id] = job.model_copy(
-                deep=True, update={"started_at": job.started_at or stored.started_at})
+            self.jobs[job.id] = self._saved(stored, job)
             return True
+
+    @staticmethod
+    def _saved(stored: TrainingJob, job: TrainingJob) -> TrainingJob:
+        """`stored` with the fields a save writes taken from `job`."""
+        saved = job.model_copy(deep=True)
+        return stored.model_copy(update={
+            **{f: getattr(saved, f) for f in JOB_SAVED_FIELDS},
+            "started_at": saved.started_at or stored.started_at})
 
     def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
         with self._lock:
@@ -158,10 +166,10 @@ class InMemoryMetadataRepo(MetadataRepo):
         with self._lock:
             stored = self.jobs.get(job.id)
             if stored is None or not stored.active:
-                raise Conflict(f"job {job.id} is no longer active; model not recorded")
+                raise model_not_recorded(job.id)
             self.models.append(model.model_copy(deep=True))
             self.projects[job.project_id].status = ProjectStatus.PENDING_EVALUATION
-            self.jobs[job.id] = job.model_copy(deep=True)
+            self.jobs[job.id] = self._saved(stored, job)
 
     def list_models(self, project_id: str) -> list[ModelRecord]:
         with self._lock:

@@ -17,12 +17,15 @@ from training_agent.domain.errors import (
     ProjectNotFound,
 )
 from training_agent.domain.models import (
+    JOB_SAVED_FIELDS,
     Dataset,
     LogEntry,
     ModelRecord,
     Project,
     ProjectStatus,
     TrainingJob,
+    claim_refusal,
+    model_not_recorded,
     utcnow,
 )
 from training_agent.domain.ports import MetadataRepo
@@ -33,6 +36,9 @@ from .rows import ACTIVE_STATE_VALUES, decode, encode, ts
 # below this much free space an SQLite I/O error is taken for a full disk
 FULL_DISK_BELOW = 1 << 20
 _ACTIVE = "state IN (" + ",".join(f"'{s}'" for s in ACTIVE_STATE_VALUES) + ")"
+# a save writes JOB_SAVED_FIELDS, and keeps the stored started_at when the job has none
+_SAVE_SET = ", ".join(f"{c} = COALESCE(:{c}, {c})" if c == "started_at" else f"{c} = :{c}"
+                      for c in JOB_SAVED_FIELDS)
 
 
 class SqliteMetadataRepo(MetadataRepo):
@@ -177,11 +183,10 @@ class SqliteMetadataRepo(MetadataRepo):
             raise ProjectNotFound(job.project_id)
         active = conn.execute(f"SELECT id FROM training_jobs WHERE project_id = ? AND {_ACTIVE}",
                               (job.project_id,)).fetchone()
-        if active:
-            raise Conflict(f"project {job.project_id} already has an active job {active[0]}")
-        if allowed is not None and row[0] not in {s.value for s in allowed}:
-            raise Conflict(f"project {job.project_id} is {row[0]}; a start needs "
-                           "pending_training, training_failed or training_cancelled (or force)")
+        refusal = claim_refusal(job.project_id, row[0],
+                                active[0] if active else None, allowed)
+        if refusal is not None:
+            raise refusal
         self._insert(conn, "training_jobs", job.model_dump())
         conn.execute("UPDATE projects SET status = ?, updated_at = ? WHERE id = ?",
                      (ProjectStatus.TRAINING.value, ts(utcnow()), job.project_id))
@@ -194,9 +199,10 @@ class SqliteMetadataRepo(MetadataRepo):
     def claim_next_pending(self, worker_id: str) -> TrainingJob | None:
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT id, training_config FROM projects p WHERE status = 'pending_training' "
+                "SELECT id, training_config FROM projects p WHERE status = ? "
                 f"AND NOT EXISTS (SELECT 1 FROM training_jobs j WHERE j.project_id = p.id "
-                f"AND j.{_ACTIVE}) ORDER BY created_at LIMIT 1").fetchone()
+                f"AND j.{_ACTIVE}) ORDER BY created_at LIMIT 1",
+                (ProjectStatus.PENDING_TRAINING.value,)).fetchone()
             if row is None:
                 return None
             project = decode(dict(row))
@@ -221,14 +227,9 @@ class SqliteMetadataRepo(MetadataRepo):
 
     @staticmethod
     def _update_job(conn: sqlite3.Connection, job: TrainingJob) -> bool:
-        row = encode(job.model_dump(include={"id", "state", "config", "progress", "error",
-                                             "worker_id", "heartbeat_at", "updated_at",
-                                             "finished_at", "started_at"}))
+        row = encode(job.model_dump(include={"id", *JOB_SAVED_FIELDS}))
         cur = conn.execute(
-            "UPDATE training_jobs SET state = :state, config = :config, progress = :progress, "
-            "error = :error, started_at = COALESCE(:started_at, started_at), "
-            "worker_id = :worker_id, heartbeat_at = :heartbeat_at, updated_at = :updated_at, "
-            f"finished_at = :finished_at WHERE id = :id AND {_ACTIVE}", row)
+            f"UPDATE training_jobs SET {_SAVE_SET} WHERE id = :id AND {_ACTIVE}", row)
         return cur.rowcount == 1
 
     def save_job(self, job: TrainingJob) -> bool:
@@ -259,7 +260,7 @@ class SqliteMetadataRepo(MetadataRepo):
     def record_model(self, model: ModelRecord, job: TrainingJob) -> None:
         with self._tx() as conn:
             if not self._update_job(conn, job):
-                raise Conflict(f"job {job.id} is no longer active; model not recorded")
+                raise model_not_recorded(job.id)
             self._insert(conn, "models", model.model_dump())
             conn.execute("UPDATE projects SET status = ?, updated_at = ? WHERE id = ?",
                          (ProjectStatus.PENDING_EVALUATION.value, ts(utcnow()), job.project_id))
