@@ -114,7 +114,7 @@ def bench_loader(work: Path, device: torch.device, quick: bool) -> list[dict[str
                            device)
         steady.append(n / dt)
     where = "GPU" if device.type == "cuda" else "RAM"
-    rows.append({"pipeline": f"ours: decode once (JPEG draft, {threads} threads) -> uint8 cache "
+    rows.append({"pipeline": f"ours: decode once (JPEG draft, {threads} decoding processes) -> uint8 cache "
                              f"in {where}",
                  "first": first, "steady": statistics.median(steady)})
 
