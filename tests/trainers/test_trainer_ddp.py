@@ -147,7 +147,7 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     assert [u.name for u in uploads] == [job.id]
     assert sorted(p.name for p in uploads[0].iterdir()) == sorted(
         ["model.pth", "model.safetensors", "manifest.json", "training_curves.png",
-         "confusion_matrix.png"])
+         "confusion_matrix.png", "dataset_report.json", "report.json", "report.html"])
 
     rank0, rank1 = (torch.load(home / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
