@@ -28,8 +28,9 @@ def test_mcp_over_stdio_gets_a_model_trained(tmp_path):
 
     async def session() -> dict:
         async with Client(params) as client:
-            backbones = (await client.call_tool("list_backbones", {})).structured_content
-            assert TINY["backbone"] in backbones["torchvision"]
+            found = (await client.call_tool("list_backbones", {
+                "filter": TINY["backbone"], "provider": "torchvision"})).structured_content
+            assert TINY["backbone"] in [b["name"] for b in found["backbones"]]
             started = await client.call_tool("start_training", {"project_id": project_id})
             assert not started.is_error, started.content
             deadline = time.monotonic() + 300

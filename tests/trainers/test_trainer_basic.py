@@ -17,7 +17,7 @@ from training_agent.domain.errors import InvalidConfig
 from .conftest import Recorder, make_request
 
 ARTIFACTS = {"model.pth", "model.safetensors", "manifest.json", "training_curves.png",
-             "confusion_matrix.png"}
+             "confusion_matrix.png", "dataset_report.json", "report.json", "report.html"}
 
 
 def predict(manifest: dict, state: dict, paths: list) -> list[int]:
