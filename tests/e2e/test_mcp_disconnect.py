@@ -23,7 +23,7 @@ def test_a_disconnected_mcp_client_leaves_its_job_failed_not_training(tmp_path):
     home = tmp_path / "home"
     dataset = make_dataset_zip(tmp_path / "d.zip", classes=2, size=32,
                                per_class={"train": 8, "val": 2})
-    project_id = create_project(home, dataset, name="mcp-gone", epochs=500)
+    project_id = create_project(home, dataset, name="mcp-gone", epochs=500, early_stopping_patience=None)
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "training_agent.entrypoints.cli", "mcp"],
         env=agent_env(home, LOG_LEVEL="WARNING"))
@@ -77,7 +77,7 @@ def test_an_mcp_server_told_to_stop_fails_its_job_before_it_exits(tmp_path, sign
     home = tmp_path / "home"
     dataset = make_dataset_zip(tmp_path / "d.zip", classes=2, size=32,
                                per_class={"train": 8, "val": 2})
-    project_id = create_project(home, dataset, name="mcp-stopped", epochs=500)
+    project_id = create_project(home, dataset, name="mcp-stopped", epochs=500, early_stopping_patience=None)
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "training_agent.entrypoints.cli", "mcp"],
         env=agent_env(home, LOG_LEVEL="WARNING"))

@@ -89,7 +89,7 @@ def _kill_all(*procs: subprocess.Popen[bytes], pids: tuple[int, ...] = ()) -> No
 
 @needs_trainer
 def test_a_restarted_serve_adopts_its_predecessors_live_worker(home, small_zip):
-    first, second = (create_project(home, small_zip, name=n, epochs=500) for n in ("a", "b"))
+    first, second = (create_project(home, small_zip, name=n, epochs=500, early_stopping_patience=None) for n in ("a", "b"))
     port = free_port()
     old, api = _serve(home, port)
     new = None
@@ -125,7 +125,7 @@ def test_a_restarted_serve_adopts_its_predecessors_live_worker(home, small_zip):
 
 @needs_trainer
 def test_a_restarted_serve_fails_at_once_a_job_whose_worker_is_gone(home, small_zip):
-    project = create_project(home, small_zip, name="gone", epochs=500)
+    project = create_project(home, small_zip, name="gone", epochs=500, early_stopping_patience=None)
     port = free_port()
     old, api = _serve(home, port)
     new = None

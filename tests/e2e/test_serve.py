@@ -81,7 +81,7 @@ def test_twenty_concurrent_starts_give_one_202_and_one_job(home, small_zip):
 
 def _started_worker(home: Path, api, project_id: str, epochs: int) -> tuple[str, int]:
     job_id = api.post(START, json={"project_id": project_id,
-                                   "config": {"epochs": epochs}}).json()["job_id"]
+                                   "config": {"epochs": epochs, "early_stopping_patience": None}}).json()["job_id"]
     wait_until(api, project_id, lambda v: (v["job"] or {}).get("progress", {}).get("epoch"))
     pid = worker_pid(home, job_id)
     assert pid is not None and alive(pid)
