@@ -52,7 +52,7 @@ from training_agent.testing.pg_server import PgServer, PgUnavailable, free_port
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
 RESULTS = Path(__file__).parent / "results" / "faults.md"
 TINY = {"pretrained": False, "backbone": "resnet18", "image_size": 32, "batch_size": 8,
-        "epochs": 500}
+        "epochs": 500, "early_stopping_patience": None}  # runs until the fault, never stops early
 START = "/agents/training/start"
 ACTIVE = {"queued", "downloading", "preparing", "training", "uploading", "recording"}
 MiB = 1 << 20
