@@ -48,6 +48,7 @@ from training_agent.domain.archive import IntakeLimits, extract_dataset
 from training_agent.domain.errors import DatasetInvalid
 from training_agent.testing.datasets import make_dataset_zip
 from training_agent.testing.pg_server import PgServer, PgUnavailable, free_port
+from training_agent.testing.processes import alive
 
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
 RESULTS = Path(__file__).parent / "results" / "faults.md"
@@ -282,14 +283,6 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from training_agent.testing.processes import alive  # noqa: F401  (the e2e tests import it from here)
+
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
 TINY = {"pretrained": False, "epochs": 1, "image_size": 32, "batch_size": 8,
         "backbone": "resnet18"}
@@ -111,10 +113,3 @@ def worker_pid(home: Path, job_id: str) -> int | None:
     owner = row["worker_id"] or ""
     return int(owner.rsplit("/pid:", 1)[1]) if "/pid:" in owner else None
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

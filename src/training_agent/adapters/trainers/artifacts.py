@@ -1,4 +1,4 @@
-"""The model artifacts of DESIGN.md: weights (.pth and .safetensors), plots, and the manifest
+"""The model artifacts (docs/trainer.md, "Manifest"): weights (.pth and .safetensors), plots, and the manifest
 that names every other artifact with its sha256 and size."""
 
 from __future__ import annotations
