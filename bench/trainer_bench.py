@@ -343,6 +343,13 @@ def decode_efficiency(paths: list[Path], size: int, device: torch.device) -> dic
             decoded = dec.decode(paths)
             out["nvjpeg"] = len(paths) / (time.perf_counter() - t0)
             out["nvjpeg_counts"] = decoded.counts
+        with JpegDecoder(size, device, PilDecoder(size, n), keep_on_device=True) as kept:
+            kept.decode(paths[:256])
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            kept.decode(paths)
+            torch.cuda.synchronize()
+            out["nvjpeg_kept"] = len(paths) / (time.perf_counter() - t0)
         # the stated tolerance, checked on the GPU's output (decoding.py)
         assert reference is not None and decoded.ok == reference.ok
         diff = (decoded.images.int() - reference.images.int()).abs().float()
@@ -375,7 +382,20 @@ def _decode_cpu(dec: Any) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def bench_job(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
+def one_job(home: Path, zip_path: Path, config: dict[str, Any], name: str
+            ) -> tuple[dict[str, Any], float]:
+    """`project create` + `train` through the CLI: the job's manifest and the train command's
+    wall seconds."""
+    out, _ = cli(home, "project", "create", "--name", name, "--dataset", str(zip_path),
+                 "--config", json.dumps(config))
+    project = out.strip().splitlines()[-1].split()[-1]
+    _, command = cli(home, "train", project, "--quiet")
+    [manifest_path] = list((home / "store" / "models" / project).rglob("manifest.json"))
+    return json.loads(manifest_path.read_text()), command
+
+
+def bench_job(work: Path, device: torch.device, quick: bool,
+              fixed_batches: tuple[int, ...] = ()) -> dict[str, Any]:
     """One whole `training-agent train` on a generated dataset with the defaults, and the
     compute limit of the same model at the batch the job resolved, in the same run."""
     classes, train, val, test, epochs, size = JOB_SIZES["quick" if quick else device.type]
@@ -391,17 +411,22 @@ def bench_job(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
     # of the two kept: on a shared machine a neighbour's load stretches one of them
     guess = 32 if device.type == "cpu" else 256
     limit_before = measure_limit(classes, size, guess, device, quick)
-    out, _ = cli(home, "project", "create", "--name", f"bench-{device.type}", "--dataset",
-                 str(zip_path), "--config", json.dumps(config))
-    project = out.strip().splitlines()[-1].split()[-1]
-    _, command = cli(home, "train", project, "--quiet")
-    [manifest_path] = list((home / "store").rglob("manifest.json"))
-    m = json.loads(manifest_path.read_text())
+    m, command = one_job(home, zip_path, config, f"bench-{device.type}")
     batch = int(m["config"]["batch_size"])
-    limit = max(limit_before if batch == guess else 0.0,
-                measure_limit(classes, size, batch, device, quick))
+    limits = {batch: max(limit_before if batch == guess else 0.0,
+                         measure_limit(classes, size, batch, device, quick))}
+    limit = limits[batch]
     rates = [h["images_per_second"] for h in m["metrics"]["history"]]
     steady = statistics.median(rates[1:] or rates)
+    fixed = []  # the same job at fixed batches: is `auto` within 10 % of the best of them?
+    for b in fixed_batches:
+        fm, fcommand = one_job(home, zip_path, {**config, "batch_size": b}, f"bench-b{b}")
+        if b not in limits:
+            limits[b] = measure_limit(classes, size, b, device, quick)
+        frates = [h["images_per_second"] for h in fm["metrics"]["history"]]
+        fixed.append({"batch": b, "steady": statistics.median(frates[1:] or frates),
+                      "epoch_rates": frates, "command_seconds": fcommand, "limit": limits[b],
+                      "test_accuracy": fm["metrics"].get("test_accuracy")})
     trained = m["dataset"]["counts"]["train"] * len(rates)
     decoded = sum(m["dataset"]["counts"].values())
     t = m["timings"]
@@ -419,7 +444,7 @@ def bench_job(work: Path, device: torch.device, quick: bool) -> dict[str, Any]:
         "whole_ratio": trained / command / limit,
         "decode_rate": decoded / max(t["decode_seconds"], 1e-9), "timings": t,
         "outside": command - t["decode_seconds"] - t["train_seconds"],
-        "efficiency": eff,
+        "efficiency": eff, "fixed": fixed, "test_accuracy": m["metrics"].get("test_accuracy"),
     }
 
 
@@ -480,6 +505,19 @@ def job_lines(j: dict[str, Any]) -> list[str]:
                     f"per image: mean |diff| at most {e['nvjpeg_mean_abs_max']:.2f}, p99 at most "
                     f"{e['nvjpeg_p99_max']:.0f} levels; tolerance 2.5 / 12) | "
                     f"{_f(e['nvjpeg'])} img/s | |")
+        rows.append("| decode, nvJPEG, output left in GPU memory (as the job does when the "
+                    f"cache fits there) | {_f(e.get('nvjpeg_kept'))} img/s | |")
+    if j.get("fixed"):
+        best = max([j["steady"], *(f["steady"] for f in j["fixed"])])
+        rows += ["", "The same job at fixed batches (`auto` should be within 10 % of the best):",
+                 "", "| batch | steady epoch img/s | ÷ its limit (img/s) | ÷ best steady | "
+                 "whole command s | test acc |", "|---|---:|---:|---:|---:|---:|",
+                 f"| auto ({j['batch']}) | {_f(j['steady'])} | {j['steady_ratio']:.2f} "
+                 f"({_f(j['limit'])}) | **{j['steady'] / best:.2f}** | "
+                 f"{j['command_seconds']:.1f} | {j.get('test_accuracy')} |"]
+        rows += [f"| {f['batch']} | {_f(f['steady'])} | {f['steady'] / f['limit']:.2f} "
+                 f"({_f(f['limit'])}) | {f['steady'] / best:.2f} | "
+                 f"{f['command_seconds']:.1f} | {f.get('test_accuracy')} |" for f in j["fixed"]]
     rows += ["", f"Outside decode and training: {j['outside']:.1f} s of the command. The "
              f"manifest's timings (s): {timing}.", ""]
     return rows
@@ -543,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: loader, efficiency, job (default: all)")
     parser.add_argument("--devices", default="cpu,cuda",
                         help="comma-separated: cpu, cuda (cuda only where a GPU is present)")
+    parser.add_argument("--fixed-batches", default="",
+                        help="the whole job again at these fixed batches, e.g. 128,256,512")
     args = parser.parse_args(argv)
     torch.set_num_threads(cpu_count())
     os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
@@ -558,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
             part: dict[str, Any] = {"device": device.type}
             if "job" in sections:  # first: its dataset is generated by forked processes
                 print(f"[{device}] whole job ...", file=sys.stderr)
-                part["job"] = bench_job(work, device, args.quick)
+                fixed = tuple(int(b) for b in args.fixed_batches.split(",") if b)
+                part["job"] = bench_job(work, device, args.quick, fixed)
             if "loader" in sections:
                 print(f"[{device}] loader ...", file=sys.stderr)
                 part["loader"] = bench_loader(work, device, args.quick)

@@ -194,6 +194,35 @@ def test_nvjpeg_matches_pil_within_the_stated_tolerance_and_falls_back():
     assert diff.quantile(0.99, dim=1).max() <= P99_TOLERANCE
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG needs a CUDA GPU")
+def test_nvjpeg_can_leave_the_cache_in_gpu_memory_with_the_fallback_rows_filled():
+    data = [photo(320, 240, seed) for seed in range(5)] + [photo(80, 60, 9, fmt="PNG")]
+    host = JpegDecoder(64, torch.device("cuda"), PilDecoder(64, 1)).decode(data)
+    kept = JpegDecoder(64, torch.device("cuda"), PilDecoder(64, 1),
+                       keep_on_device=True).decode(data)
+    assert kept.images.is_cuda and not host.images.is_cuda
+    assert kept.counts == host.counts == {"nvjpeg": 5, "pil": 1}
+    assert torch.equal(kept.images.cpu(), host.images)
+
+
+def test_the_batched_path_decodes_batch_by_batch_in_input_order(tmp_path):
+    """More images than one device batch, with a non-JPEG and an unreadable file among them:
+    every row is the image of its input (the CPU run of the nvJPEG path)."""
+    paths = files(tmp_path / "b", 9)
+    (tmp_path / "b" / "bad.jpg").write_bytes(b"not an image")
+    paths.insert(4, tmp_path / "b" / "bad.jpg")
+    png = tmp_path / "b" / "p.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(png)
+    paths.insert(7, png)
+    got = JpegDecoder(24, torch.device("cpu"), PilDecoder(24, 1), batch=3).decode(paths)
+    ref = PilDecoder(24, 1).decode(paths)
+    assert got.ok == ref.ok == [i for i in range(len(paths)) if i != 4]
+    assert len(got.errors) == 1 and "bad.jpg" in got.errors[0]
+    assert got.counts["libjpeg-turbo"] == 9 and got.counts["pil"] == 1
+    diff = (got.images.int() - ref.images.int()).abs().float().reshape(len(got.ok), -1)
+    assert diff.mean(1).max() <= MEAN_TOLERANCE
+
+
 def test_without_decoding_processes_the_decode_still_happens_in_process(tmp_path, monkeypatch):
     """A machine where the processes cannot run (or one dies): the same result, decoded in the
     calling process, with a warning saying why."""

@@ -57,6 +57,9 @@ NEAR_CORRELATION = 0.985  # ... whose correlation must reach this (calibrated: r
 # score 0.99+, the closest distinct images of the generated families up to 0.972; a copy's
 # hash differs in up to ~40 bits on a flat, noisy background, two unrelated images' in ~64)
 FORMAT = "training-agent/dataset-report"
+POOL = 64  # the features are computed on images area-averaged to at most 64 x 64 (pooled)
+CHUNK = 1024  # images pooled at a time
+GATHER_SHARE = 1000  # a block's candidates under 1/1000 of its pairs: correlated pair by pair
 
 
 @dataclass
@@ -96,6 +99,16 @@ def _file_facts(item: Item) -> Item:
     return item
 
 
+def pooled(images: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W (uint8, any device) -> float, area-averaged to at most POOL x POOL: what
+    the hash, the blank test and the thumbnails are computed on (a 224 px cache is read
+    once, and the per-image median runs on 4,096 pixels instead of 50,176)."""
+    x = images.float()
+    if max(x.shape[-2:]) > POOL:
+        x = F.adaptive_avg_pool2d(x, (min(POOL, x.shape[-2]), min(POOL, x.shape[-1])))
+    return x
+
+
 def dhash_bits(images: torch.Tensor) -> torch.Tensor:
     """N x 128 bool: a difference hash of each uint8 N x 3 x H x W image (grey, area-resized
     to 9x8 and 8x9; a bit says whether a cell is brighter than its right / lower neighbour)."""
@@ -111,7 +124,8 @@ def dhash_bits(images: torch.Tensor) -> torch.Tensor:
 
 def blank_flags(images: torch.Tensor) -> torch.Tensor:
     """N bool: mostly blank (BLANK_SHARE of the pixels within BLANK_LEVELS of the image's
-    median colour in every channel)."""
+    median colour in every channel), on images as `pooled` gives them (the average of each
+    cell of a 64 x 64 grid: pixel noise on a blank image averages out)."""
     if len(images) == 0:
         return torch.zeros(0, dtype=torch.bool)
     flat = images.float().flatten(2)  # N x 3 x pixels
@@ -140,9 +154,10 @@ def close_pairs(bits: torch.Tensor, max_bits: int, thumbs: torch.Tensor | None =
                 min_corr: float = 0.0, block: int = 2048) -> list[tuple[int, int, int]]:
     """(i, j, differing bits) for i < j whose hashes differ in at most `max_bits` bits (one
     matrix product per block of +-1 vectors: exact, no index) and, given `thumbs`, whose
-    thumbnails correlate at least `min_corr` (one more matrix product per block, of the
-    centred unit thumbnails: cheaper than gathering the candidate pairs, which are many on
-    images alike, e.g. 10 % of all pairs of 2,000 generated scenes)."""
+    thumbnails correlate at least `min_corr`: for a block with few candidates, computed on
+    those pairs alone; for one with many (images alike, e.g. 10 % of all pairs of 2,000
+    generated scenes), by one more matrix product of the centred unit thumbnails, cheaper
+    then than gathering the pairs. On the device of `bits` (the GPU where the cache is)."""
     n = len(bits)
     if n < 2:
         return []
@@ -150,20 +165,25 @@ def close_pairs(bits: torch.Tensor, max_bits: int, thumbs: torch.Tensor | None =
     width = bits.shape[1]
     unit = None
     if thumbs is not None:
-        flat = thumbs.flatten(1).float()
+        flat = thumbs.flatten(1).float().to(bits.device)
         unit = F.normalize(flat - flat.mean(dim=1, keepdim=True), dim=1)
+    columns = torch.arange(n, device=bits.device)
     out: list[tuple[int, int, int]] = []
     for start in range(0, n, block):
         dots = signs[start:start + block] @ signs.T
         dist = ((width - dots) / 2).round().long()
-        hit = dist <= max_bits
-        if unit is not None:
-            hit &= (unit[start:start + block] @ unit.T) >= min_corr
+        hit = (dist <= max_bits) & (columns[start:start + block, None] < columns[None, :])
         rows, cols = torch.nonzero(hit, as_tuple=True)
-        upper = start + rows < cols
-        rows, cols = rows[upper], cols[upper]
-        out += [(start + r, c, int(dist[r, c]))
-                for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+        if unit is not None and len(rows) * GATHER_SHARE <= hit.numel():
+            keep = torch.cat([(unit[start + rows[k:k + 65536]] * unit[cols[k:k + 65536]])
+                              .sum(dim=1) >= min_corr for k in range(0, len(rows), 65536)]
+                             or [torch.zeros(0, dtype=torch.bool, device=bits.device)])
+            rows, cols = rows[keep], cols[keep]
+        elif unit is not None:
+            hit &= (unit[start:start + block] @ unit.T) >= min_corr
+            rows, cols = torch.nonzero(hit, as_tuple=True)
+        out += zip((rows + start).tolist(), cols.tolist(), dist[rows, cols].tolist(),
+                   strict=True)
     return out
 
 
@@ -182,14 +202,14 @@ def check_dataset(splits: DatasetSplits, image_size: int,
              for p, lab in getattr(splits, s)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         list(pool.map(_file_facts, items, chunksize=32))
-    bits, blank, thumbs = _hashes(items, pixels, threads)
+    bits, blank, thumbs, device = _hashes(items, pixels, threads)
     warnings: list[dict[str, str]] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": 1,
                               "image_size": image_size, "images": len(items)}
     report["splits"] = _split_origin(splits)
     report["counts"] = _counts(items, names, skipped, warnings)
     report["balance"] = _balance(report["counts"], names, warnings)
-    report["duplicates"] = _duplicates(items, bits, blank, thumbs, names, warnings)
+    report["duplicates"] = _duplicates(items, bits, blank, thumbs, names, warnings, device)
     report["files"] = _files(items, blank, image_size, skipped, warnings)
     report["warnings"] = warnings
     report["seconds"] = round(time.monotonic() - t0, 3)
@@ -205,9 +225,10 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
-            threads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            threads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.device]:
     """Each item's difference hash, blank flag and thumbnail, from the cache where it has
     the image."""
+    device = torch.device("cpu")  # where the pairs are compared: the cache's device
     bits = torch.zeros(len(items), 128, dtype=torch.bool)
     thumbs = torch.zeros(len(items), 3, THUMB, THUMB, dtype=torch.uint8)
     blank = torch.zeros(len(items), dtype=torch.bool)
@@ -221,24 +242,25 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
         index = torch.tensor([rows[r] for r in keep], dtype=torch.long)
         chosen = px.images[torch.tensor(keep, device=px.images.device)] \
             if len(keep) != len(rows) else px.images
-        for lo in range(0, len(index), 8192):  # bounded float copies of a large cache
-            part = chosen[lo:lo + 8192]
-            bits[index[lo:lo + 8192]] = dhash_bits(part)
-            blank[index[lo:lo + 8192]] = blank_flags(part)
-            thumbs[index[lo:lo + 8192]] = thumbnails(part)
+        for lo in range(0, len(index), CHUNK):  # bounded float copies of a large cache
+            part = pooled(chosen[lo:lo + CHUNK])
+            bits[index[lo:lo + CHUNK]] = dhash_bits(part)
+            blank[index[lo:lo + CHUNK]] = blank_flags(part)
+            thumbs[index[lo:lo + CHUNK]] = thumbnails(part)
         known[index] = True
+        device = px.images.device
     missing = [i for i in range(len(items)) if not known[i] and items[i].error is None]
     if missing:
         array, ok, _ = decode_many([items[i].path for i in missing], HASH_SIZE, threads)
         done = torch.tensor([missing[k] for k in ok], dtype=torch.long)
-        decoded = torch.from_numpy(array)
+        decoded = pooled(torch.from_numpy(array))
         bits[done], blank[done] = dhash_bits(decoded), blank_flags(decoded)
         thumbs[done] = thumbnails(decoded)
         known[done] = True
     for i in range(len(items)):
         if not known[i] and items[i].error is None:
             items[i].error = "unreadable"
-    return bits, blank, thumbs
+    return bits, blank, thumbs, device
 
 
 def _split_origin(splits: DatasetSplits) -> dict[str, Any]:
@@ -295,8 +317,8 @@ def _balance(counts: dict[str, Any], names: list[str],
 
 
 def _duplicates(items: list[Item], bits: torch.Tensor, blank: torch.Tensor,
-                thumbs: torch.Tensor, names: list[str],
-                warnings: list[dict[str, str]]) -> dict[str, Any]:
+                thumbs: torch.Tensor, names: list[str], warnings: list[dict[str, str]],
+                device: torch.device) -> dict[str, Any]:
     by_hash: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         if it.error is None:
@@ -309,7 +331,8 @@ def _duplicates(items: list[Item], bits: torch.Tensor, blank: torch.Tensor,
     # candidates by hash, confirmed on the thumbnails: a hash alone confuses flat or periodic
     # images, and noise flips many bits of a flat one
     near = [(usable[a], usable[b], d) for a, b, d in
-            close_pairs(bits[usable], NEAR_BITS, thumbs[usable], NEAR_CORRELATION)
+            close_pairs(bits[usable].to(device), NEAR_BITS, thumbs[usable].to(device),
+                        NEAR_CORRELATION)
             if (usable[a], usable[b]) not in same_file]
 
     def listed(pairs: list[tuple[int, int, int]], kind: str) -> dict[str, Any]:

@@ -40,13 +40,14 @@ from .images import decode_many, unreadable
 
 MEAN_TOLERANCE = 2.5  # grey levels, per image
 P99_TOLERANCE = 12  # grey levels, 99th percentile of |difference| per image
-GPU_BATCH = 64  # images per nvJPEG call
+GPU_BATCH = 256  # images per nvJPEG call
 PIL_FUNCTION = "training_agent.adapters.trainers.images:load_image"
 
 
 @dataclass
 class Decoded:
-    images: torch.Tensor  # (N, 3, S, S) uint8, N = readable images, on the CPU
+    images: torch.Tensor  # (N, 3, S, S) uint8, N = readable images, on the CPU (or the GPU:
+    # JpegDecoder's keep_on_device)
     ok: list[int]  # indices of the readable inputs, in order
     errors: list[str]  # 'class/file: reason' for each unreadable input
     counts: dict[str, int] = field(default_factory=dict)  # images by the decoder that did them
@@ -160,11 +161,13 @@ def resize_batch(images: Sequence[torch.Tensor], size: int, draft: bool = True) 
 class JpegDecoder:
     """`torchvision.io.decode_jpeg` in batches on `device` (nvJPEG on CUDA; libjpeg-turbo on
     the CPU, where it serves to test this path), resized on the device; the rest by
-    `fallback`. The result is on the CPU, like PilDecoder's."""
+    `fallback`. The result is on the CPU, like PilDecoder's, or with `keep_on_device` on
+    `device`: a cache that is to live in GPU memory then never makes the round trip."""
 
     def __init__(self, size: int, device: torch.device, fallback: PilDecoder,
-                 batch: int = GPU_BATCH) -> None:
+                 batch: int = GPU_BATCH, keep_on_device: bool = False) -> None:
         self.size, self.device, self.fallback, self.batch = size, device, fallback, batch
+        self.keep_on_device = keep_on_device
         self.name = "nvjpeg" if device.type == "cuda" else "libjpeg-turbo"
 
     def describe(self) -> dict[str, Any]:
@@ -182,14 +185,16 @@ class JpegDecoder:
             return self._decode(sources)
 
     def _decode(self, sources: Sequence[Path | bytes]) -> Decoded:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         n = len(sources)
-        out = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8)
+        out = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8,
+                          device=self.device if self.keep_on_device else "cpu")
         errors: list[str | None] = [None] * n
         to_fallback: list[int] = []
-        mine: list[tuple[int, bytes]] = []
-        with ThreadPoolExecutor(max_workers=8) as io:  # file reads release the GIL
+        pending: list[tuple[int, bytes]] = []
+        done = 0
+        # files are read by threads (reads release the GIL) while the device decodes the
+        # batch before: the decode is asynchronous on CUDA, nothing here waits for it
+        with ThreadPoolExecutor(max_workers=8) as io:
             for i, data in enumerate(io.map(_read, sources)):
                 if isinstance(data, Exception):
                     errors[i] = unreadable(sources[i], data)  # type: ignore[arg-type]
@@ -197,39 +202,51 @@ class JpegDecoder:
                 head = jpeg_header(data)
                 if head is None or head[0] not in (1, 3) or head[1] != 1:
                     to_fallback.append(i)
-                else:
-                    mine.append((i, data))
-        done = 0
-        for lo in range(0, len(mine), self.batch):
-            part = mine[lo:lo + self.batch]
-            tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in part]
-            try:
-                decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
-                rows, imgs = [i for i, _ in part], list(decoded)
-            except RuntimeError:  # one image in the batch was refused: one by one
-                rows, imgs = [], []
-                for (i, _), t in zip(part, tensors, strict=True):
-                    try:
-                        imgs.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=self.device))
-                        rows.append(i)
-                    except RuntimeError:
-                        to_fallback.append(i)
-            if rows:
-                out[torch.tensor(rows)] = resize_batch(imgs, self.size).cpu()
-                done += len(rows)
+                    continue
+                pending.append((i, data))
+                if len(pending) == self.batch:
+                    done += self._batch(pending, out, to_fallback)
+                    pending = []
+        if pending:
+            done += self._batch(pending, out, to_fallback)
         counts = {self.name: done}
         if to_fallback:
             to_fallback.sort()
             rest = self.fallback.decode([sources[i] for i in to_fallback])
             if len(rest.ok):
-                out[torch.tensor([to_fallback[k] for k in rest.ok])] = rest.images
+                rows = torch.tensor([to_fallback[k] for k in rest.ok], device=out.device)
+                out[rows] = rest.images.to(out.device)
             failed = set(range(len(to_fallback))) - set(rest.ok)
             for k, err in zip(sorted(failed), rest.errors, strict=True):
                 errors[to_fallback[k]] = err
             counts[self.fallback.name] = len(rest.ok)
         ok = [i for i, e in enumerate(errors) if e is None]
-        images = out if len(ok) == n else out[torch.tensor(ok, dtype=torch.long)]
+        images = out if len(ok) == n else out[torch.tensor(ok, dtype=torch.long,
+                                                           device=out.device)]
         return Decoded(images, ok, [e for e in errors if e is not None], counts)
+
+    def _batch(self, part: list[tuple[int, bytes]], out: torch.Tensor,
+               to_fallback: list[int]) -> int:
+        """Decode and resize one batch into its rows of `out`; what the device refuses goes
+        to `to_fallback`. Returns the images done."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in part]
+        try:
+            decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
+            rows, imgs = [i for i, _ in part], list(decoded)
+        except RuntimeError:  # one image in the batch was refused: one by one
+            rows, imgs = [], []
+            for (i, _), t in zip(part, tensors, strict=True):
+                try:
+                    imgs.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=self.device))
+                    rows.append(i)
+                except RuntimeError:
+                    to_fallback.append(i)
+        if rows:
+            out[torch.tensor(rows, device=out.device)] = resize_batch(imgs, self.size).to(
+                out.device)
+        return len(rows)
 
     def close(self) -> None:
         self.fallback.close()
@@ -253,9 +270,11 @@ def _read(src: Path | bytes) -> bytes | Exception:
 Decoder = PilDecoder | JpegDecoder
 
 
-def make_decoder(device: torch.device, size: int, workers: int) -> Decoder:
-    """nvJPEG (with PIL as its fallback) when training on CUDA, else PIL over processes."""
+def make_decoder(device: torch.device, size: int, workers: int,
+                 keep_on_device: bool = False) -> Decoder:
+    """nvJPEG (with PIL as its fallback) when training on CUDA, else PIL over processes;
+    `keep_on_device`: nvJPEG's output stays in GPU memory (the cache is to live there)."""
     pil = PilDecoder(size, workers)
     if device.type == "cuda" and torch.cuda.is_available():
-        return JpegDecoder(size, device, pil)
+        return JpegDecoder(size, device, pil, keep_on_device=keep_on_device)
     return pil

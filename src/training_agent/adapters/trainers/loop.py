@@ -104,7 +104,14 @@ class TrainingRun:
         workers = 0 if self.cached else max(1, min(8, self.threads - (0 if cuda else 1)))
         if workers and not cuda:  # loader processes and intra-op threads share the cores
             torch.set_num_threads(max(1, self.threads - workers))
-        with make_decoder(self.device, self.image_size, self.threads) as decoder:
+        if self.cached and cuda:  # the cache lives in GPU memory when it takes under a
+            # quarter of what is free (the model and activations need the rest); decided
+            # before the decode, so that nvJPEG's output stays there
+            free, _ = torch.cuda.mem_get_info(self.device)
+            mine = sum(len(s) for s in shards.values()) * per_image
+            self.gpu_cache = mine < free // 4
+        with make_decoder(self.device, self.image_size, self.threads,
+                          keep_on_device=self.gpu_cache) as decoder:
             self.data = {name: load_split(items, self.image_size, self.threads, self.cached,
                                           workers, pin=cuda, decoder=decoder)
                          for name, items in shards.items()}
@@ -146,10 +153,8 @@ class TrainingRun:
                            "probe": trials, "lr_rule": None}
 
     def _cache_on_gpu(self) -> None:
-        """Move the decoded cache into GPU memory when it takes under a quarter of what is
-        free (the model and activations need the rest)."""
-        free, _ = torch.cuda.mem_get_info(self.device)
-        self.gpu_cache = sum(d.nbytes for d in self.data.values()) < free // 4
+        """The decoded cache into GPU memory (a no-op for what nvJPEG left there), or into
+        page-locked host memory when it would not fit (see _prepare_data)."""
         for d in self.data.values():
             d.to(self.device) if self.gpu_cache else d.pin()
 
