@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -76,7 +74,7 @@ def test_lr_rule_is_the_square_root_of_the_batch_ratio():
     assert batching.lr_for_batch(1e-3, 512) == pytest.approx(4e-3)
     assert batching.lr_for_batch(1e-3, 128) == pytest.approx(2e-3)
     assert batching.lr_for_batch(0.1, 512) == pytest.approx(0.4)  # SGD too: not 1.6
-    assert batching.lr_for_batch(1e-3, 16) == pytest.approx(1e-3 / math.sqrt(2))
+    assert batching.lr_for_batch(1e-3, 16) == pytest.approx(1e-3)  # under 32: kept
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the memory probe needs a CUDA GPU")
@@ -87,3 +85,23 @@ def test_probe_step_runs_on_cuda():
                               lambda: torch.autocast("cuda", dtype=torch.bfloat16), 32, 4,
                               torch.device("cuda"), channels_last=True)
     assert fits(32) is True
+
+
+def test_on_cuda_a_small_dataset_caps_the_batch_for_16_steps_an_epoch():
+    assert batching.data_cap(100_000) >= 512 and batching.data_cap(8192) == 512
+    assert batching.data_cap(1000) == 32 and batching.data_cap(512) == 32
+    assert batching.data_cap(511) == 16 and batching.data_cap(170) == 16
+    assert batching.data_cap(10) == 10  # never above the training images
+    tried: list[int] = []
+
+    def fits(b: int) -> bool:
+        tried.append(b)
+        return True
+
+    assert batching.resolve("auto", CUDA, 170, 1, fits)[0] == 16 and tried == [16]
+    tried.clear()
+    assert batching.resolve("auto", CUDA, 2000, 1, fits)[0] == 64 and tried == [32, 64]
+    tried.clear()
+    assert batching.resolve("auto", CUDA, 20_000, 1, fits)[0] == 512
+    # a CPU keeps 32, whatever the data
+    assert batching.resolve("auto", CPU, 170, 1, None) == (32, [])
