@@ -28,8 +28,12 @@ from training_agent.testing.families import make_family_zip
 BASE: dict[str, Any] = {  # the plain recipe (the seed's): every variant overrides some keys
     "opt": "adam", "lr": 1e-3, "wd": 0.0, "schedule": "constant", "warmup": 0, "ls": 0.0,
     "aug": "none", "norm": False, "batch": 32, "holdout": False, "upscale": 1, "zero_init": False,
-    "pbn": False, "flip": False,
+    "pbn": False, "flip": False, "stem": "imagenet", "ema": 0.0, "aug_from": 0.0,
 }
+# the current from-scratch default (recipe.py): AdamW 1e-3, decay 0.05, one warmup epoch, held
+# then cooled to zero over the last 30 %, pad-and-crop shift, 15 % held out for validation
+OURS = {"opt": "adamw", "wd": 0.05, "schedule": "wsd", "warmup": "1ep", "aug": "shift",
+        "norm": True, "holdout": True}
 ADAMW = {"opt": "adamw", "wd": 0.05, "schedule": "cosine", "warmup": 0, "norm": True}
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
@@ -65,6 +69,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "a-shift-pbn-ls": {**ADAMW, "aug": "shift", "pbn": True, "ls": 0.1},
     "a-shift-pbn-w": {**ADAMW, "aug": "shift", "pbn": True, "warmup": "1ep"},
     "a-shift-pbn-const": {**ADAMW, "aug": "shift", "pbn": True, "schedule": "constant"},
+    "ours": OURS,
+    "ours-nohold": {**OURS, "holdout": False},
+    "ours-noaug": {**OURS, "aug": "none"},
+    "ours-lr2w3": {**OURS, "lr": 2e-3, "warmup": "3ep"},
+    "ours-lr3w3": {**OURS, "lr": 3e-3, "warmup": "3ep"},
+    "ours-sgd": {**OURS, "opt": "sgd", "lr": 0.1, "wd": 5e-4, "warmup": "3ep"},
+    "ours-ema": {**OURS, "ema": 0.9},
+    "ours-b16": {**OURS, "batch": 16},
+    "ours-nomp": {**OURS, "stem": "nomp"},
+    "ours-cos": {**OURS, "schedule": "cosine"},
+    "ours-zi": {**OURS, "zero_init": True},
+    "ours-b16-noaug": {**OURS, "batch": 16, "aug": "none"},
+    "ours-b16-late": {**OURS, "batch": 16, "aug_from": 0.5},
+    "ours-late": {**OURS, "aug_from": 0.5},
+    "ours-b8": {**OURS, "batch": 8},
     "current": {"opt": "adamw", "wd": 0.05, "schedule": "cosine", "warmup": "1ep", "ls": 0.1,
                 "aug": "standard", "norm": True, "holdout": True},
     "current-noaug": {"opt": "adamw", "wd": 0.05, "schedule": "cosine", "warmup": "1ep",
@@ -97,15 +116,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def load(family: str, work: Path, size: int) -> dict[str, Any]:
-    zip_path = make_family_zip(work / f"{family}.zip", family)
+def load(family: str, work: Path, size: int, data_dir: Path | None = None,
+         device: str = "cpu") -> dict[str, Any]:
+    zip_path = (data_dir / f"{family}.zip" if data_dir is not None
+                else make_family_zip(work / f"{family}.zip", family))
     root = work / family
     splits = build_splits(root, extract_dataset(zip_path, root), 0.15, 0)
     out: dict[str, Any] = {"classes": len(splits.class_names)}
     # the plain recipe trains on all of train/ (held-out val joins it back)
     for name, items in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         array, ok, _ = decode_many([p for p, _ in items], size, 2)
-        out[name] = (torch.from_numpy(array), torch.tensor([items[i][1] for i in ok]))
+        out[name] = (torch.from_numpy(array).to(device),
+                     torch.tensor([items[i][1] for i in ok], device=device))
     return out
 
 
@@ -114,11 +136,11 @@ def shift_aug(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * pad)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * pad)
     out = torch.gather(padded, 2, rows)
-    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, 3, h, w)
     return torch.gather(out, 3, cols)
 
 
@@ -127,7 +149,11 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
     xs, ys = data["train"]
     if not v["holdout"]:
         xs, ys = torch.cat([xs, data["val"][0]]), torch.cat([ys, data["val"][1]])
+    device = xs.device
     model = models.resnet18(weights=None, num_classes=data["classes"])
+    if v["stem"] == "nomp":  # no max-pool after the stem: 4x the spatial size (and compute)
+        model.maxpool = torch.nn.Identity()
+    model = model.to(device)
     if v["zero_init"]:
         for m in model.modules():
             if isinstance(m, models.resnet.BasicBlock):
@@ -141,7 +167,8 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
                                                nesterov=True)}[v["opt"]]()
     steps = math.ceil(len(xs) / v["batch"])
     total = steps * epochs
-    warm = steps if v["warmup"] == "1ep" else int(v["warmup"])
+    warm = (steps * int(v["warmup"][:-2]) if str(v["warmup"]).endswith("ep")
+            else int(v["warmup"]))
 
     def factor(step: int) -> float:
         if step < warm:
@@ -158,25 +185,31 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
     if not v["norm"]:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     preset = v["aug"] if v["aug"] in ("none", "light", "standard", "strong") else "none"
-    tf = BatchTransform(preset, mean, std, torch.device("cpu"))
+    tf = BatchTransform(preset, mean, std, device)
     crit = torch.nn.CrossEntropyLoss(label_smoothing=v["ls"])
     gen = torch.Generator().manual_seed(seed)
+    ema = None
+    if v["ema"]:
+        import copy
+        ema = copy.deepcopy(model)
     size = xs.shape[-1] * v["upscale"]
 
     def prep(x: torch.Tensor, train: bool) -> torch.Tensor:
         if v["upscale"] != 1:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=False)
-        if train and v["aug"] == "shift":
+        if train and v["aug"] == "shift" and epoch_now[0] >= v["aug_from"] * epochs:
             x = shift_aug(x.float(), gen)
         if train and v["flip"]:
             x = torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
         return tf.train(x, gen) if train else tf.eval(x)
 
     curve, seconds, train = [], 0.0, []
+    epoch_now = [0]
     for _epoch in range(epochs):
+        epoch_now[0] = _epoch
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(len(xs), generator=gen)
+        order = torch.randperm(len(xs), generator=gen).to(device)
         tl, tc = 0.0, 0
         for i in range(steps):
             idx = order[i * v["batch"]:(i + 1) * v["batch"]]
@@ -188,13 +221,22 @@ def run(data: dict[str, Any], v: dict[str, Any], epochs: int, seed: int = 0) -> 
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for e, p in zip(ema.state_dict().values(), model.state_dict().values(),
+                                    strict=True):
+                        if e.dtype.is_floating_point:
+                            e.lerp_(p, 1 - v["ema"])
+                        else:
+                            e.copy_(p)
         if v["pbn"]:
             recalibrate(model, lambda i: prep(xs[i:i + 64], False), len(xs))
         seconds += time.perf_counter() - t0
-        model.eval()
+        judge = ema if ema is not None else model
+        judge.eval()
         tx, ty = data["test"]
         with torch.no_grad():
-            pred = torch.cat([model(prep(tx[i:i + 128], False)).argmax(1)
+            pred = torch.cat([judge(prep(tx[i:i + 128], False)).argmax(1)
                               for i in range(0, len(tx), 128)])
         curve.append(round(float((pred == ty).float().mean()), 3))
         train.append((round(tl / len(xs), 2), round(tc / len(xs), 2)))
@@ -217,24 +259,57 @@ def recalibrate(model: torch.nn.Module, batch: Any, n: int, limit: int = 512) ->
         m.momentum = mom
 
 
-SIZES = {"glyphs": 32, "shapes": 48, "textures": 48, "scenes": 48}
+SIZES = {"glyphs": 32, "shapes": 56, "textures": 48, "scenes": 48}  # quality.py's auto sizes
+
+
+def family_runs(family: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (variant, epochs, seed) run on one family; one JSON line printed per run."""
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load(family, Path(tmp), SIZES[family], args.data, args.device)
+        for entry in args.variants.split(","):  # `name` or `name@epochs`
+            name, _, length = entry.partition("@")
+            for epochs in (int(e) for e in (length or str(args.epochs)).split(",")):
+                for seed in (int(s) for s in str(args.seeds).split(",")):
+                    r = run(data, {**BASE, **VARIANTS[name]}, epochs, seed)
+                    rows.append({"family": family, "variant": name, "epochs": epochs,
+                                 "seed": seed, **r})
+                    print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--families", default="glyphs,shapes,textures,scenes")
-    ap.add_argument("--variants", default="plain,current")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="plain,current",
+                    help="names from VARIANTS, each optionally @epochs (e.g. plain@40,ours@20)")
+    ap.add_argument("--epochs", default="12", help="one or more run lengths, e.g. 10,20")
+    ap.add_argument("--seeds", default="0", help="e.g. 0,1,2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="a folder of <family>.zip made by --make-data (else generated here)")
+    ap.add_argument("--make-data", type=Path, default=None,
+                    help="write the families' zips (50 train / 20 test a class) and stop")
+    ap.add_argument("--parallel", action="store_true", help="one process per family")
+    ap.add_argument("--out", type=Path, default=None, help="JSON lines of every run")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        for family in args.families.split(","):
-            data = load(family, Path(tmp), SIZES[family])
-            for name in args.variants.split(","):
-                r = run(data, {**BASE, **VARIANTS[name]}, args.epochs, args.seed)
-                print(json.dumps({"family": family, "variant": name, **r}), flush=True)
+    families = args.families.split(",")
+    if args.make_data:
+        for family in families:
+            make_family_zip(args.make_data / f"{family}.zip", family, {"train": 50, "test": 20})
+        return 0
+    if args.parallel:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(families), mp_context=ctx) as pool:
+            results = list(pool.map(family_runs, families, [args] * len(families)))
+    else:
+        results = [family_runs(f, args) for f in families]
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for rows in results for r in rows))
     return 0
 
 
