@@ -63,6 +63,30 @@ def test_still_improving_at_the_end_of_a_cycle_trains_another(tmp_path, tiny_spl
     assert result.epochs_run == 8 and result.metrics["stop_reason"] == "max_epochs"
 
 
+def test_a_second_cycle_runs_its_length_before_it_is_judged(tmp_path, tiny_splits,
+                                                             monkeypatch):
+    """Patience cuts the first cycle only. A second cycle starts at the full rate again, so its
+    first epochs score below the first cycle's cooled-down best; it still runs its 5 epochs,
+    and training stops (plateau) because it did not beat the first."""
+    from training_agent.adapters.trainers import loop
+
+    script = iter([0.2, 0.3, 0.4, 0.5, 0.6] + [0.3] * 5)  # validation accuracy per epoch
+    real = loop.accuracy
+
+    def scripted(cm):
+        return next(script, None) or real(cm)
+
+    monkeypatch.setattr(loop, "accuracy", scripted)
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,
+        max_epochs=30), sink)
+    assert "after epoch 5: validation accuracy still improving; another cycle of 5 epochs" \
+        in sink.messages
+    assert result.epochs_run == 10 and result.metrics["stop_reason"] == "plateau"
+    assert not any("has not improved" in m for m in sink.messages)
+
+
 def test_the_ceiling_ends_training_with_a_cool_down(tmp_path, tiny_splits):
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(

@@ -399,7 +399,9 @@ class TrainingRun:
         without a better validation accuracy start the cool-down at once. At a cycle's end,
         another cycle of the same length follows only if validation accuracy was still
         improving when the cool-down began and the cycle beat the one before; else training
-        stops (`plateau`). The ceiling (`max_epochs`) and the time budget (`max_minutes`)
+        stops (`plateau`). A later cycle is not cut by patience (its full rate rarely beats
+        the cooled-down best before its own cool-down). The ceiling (`max_epochs`) and the
+        time budget (`max_minutes`)
         shorten the cycle so that its cool-down ends within them."""
         cfg = self.cfg
         done = epoch * self.steps
@@ -428,8 +430,11 @@ class TrainingRun:
             return
         cycle_epochs = epoch - self.schedule.cycle_start // self.steps
         cool = max(1, math.ceil(COOL_DOWN * cycle_epochs))
+        # patience cuts the first cycle only: a later cycle's full rate is not expected to
+        # beat the cooled-down best before its own cool-down, so it runs its length and is
+        # judged at its end (above)
         if (patience is not None and self.has_val and stale >= patience
-                and done >= cfg.min_steps):
+                and done >= cfg.min_steps and self.schedule.cycle_start == 0):
             why = f"validation accuracy has not improved for {stale} epochs"
             self.improving_at_cool_down = False
         elif elapsed + (self.end_epoch - epoch) * seconds > budget:
