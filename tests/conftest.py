@@ -21,6 +21,17 @@ for _name in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_KEY", "GCP_BUCKET_NAME",
     os.environ.pop(_name, None)
 
 
+@pytest.fixture(autouse=True)
+def trainer_environment_restored():
+    """Building a container hands the settings to the trainer adapters for the whole process
+    (adapters/trainers/environment.py); each test starts from and leaves what was there."""
+    from training_agent.adapters.trainers import environment
+
+    saved = environment.current()
+    yield
+    environment._current = saved
+
+
 @pytest.fixture
 def dataset_zip(tmp_path: Path) -> Path:
     """3 classes, 32 px, train/val/test inside one top-level folder."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from training_agent.adapters.trainers import environment
 from training_agent.adapters.trainers.evaluation import logits_of
 from training_agent.adapters.trainers.registry import default_registry
 from training_agent.domain.errors import WeightsUnavailable
@@ -39,7 +40,7 @@ def test_backbone_builds_for_3_classes_and_trains_a_step(plugin, backbone):
 def test_pretrained_offline_without_cache_fails_clearly(plugin, backbone, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    environment.configure(offline=True)  # HF_HUB_OFFLINE=1, as the settings hand it on
     provider = default_registry().get(plugin)
     with pytest.raises(WeightsUnavailable, match='pretrained.*false'):
         provider.build(backbone, 3, pretrained=True)
@@ -48,8 +49,7 @@ def test_pretrained_offline_without_cache_fails_clearly(plugin, backbone, tmp_pa
 def test_pretrained_without_network_fails_clearly(tmp_path, monkeypatch):
     """No offline flag, nothing cached, no network here: still an error, never random init."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for name in ("HF_HUB_OFFLINE", "TRAINING_AGENT_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
+    environment.configure(offline=False)
     monkeypatch.setattr("socket.getaddrinfo", _no_network)
     with pytest.raises(WeightsUnavailable, match="could not be downloaded"):
         default_registry().get("torchvision").build("resnet18", 3, pretrained=True)
@@ -60,7 +60,7 @@ def test_pretrained_weights_from_the_cache_are_loaded(tmp_path, monkeypatch):
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("TRAINING_AGENT_OFFLINE", "1")
+    environment.configure(offline=True)
     weights = torchvision.models.get_model_weights("squeezenet1_1").DEFAULT
     reference = torchvision.models.squeezenet1_1(weights=None)
     cached = tmp_path / "torch" / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]

@@ -86,7 +86,9 @@ def test_a_class_with_no_readable_image_is_named(tmp_path):
 
 def test_pretrained_offline_fails_the_job_before_any_training(tmp_path, tiny_splits, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("TRAINING_AGENT_OFFLINE", "1")
+    from training_agent.adapters.trainers import environment
+
+    environment.configure(offline=True)  # TRAINING_AGENT_OFFLINE=1, through the settings
     sink = Recorder()
     with pytest.raises(WeightsUnavailable, match="offline"):
         PyTorchTrainer().train(make_request(tmp_path, tiny_splits, pretrained=True), sink)

@@ -75,7 +75,12 @@ def test_installed_plugins_load_lazily_from_entry_points():
     ("torchvision", ["torchvision"]), (" timm , torchvision ", ["timm", "torchvision"]), ("", []),
 ])
 def test_environment_limits_which_plugins_load(monkeypatch, value, expected):
+    """TRAINING_AGENT_PLUGINS reaches the registry through the settings and the container."""
+    from training_agent.entrypoints.container import build_container
+    from training_agent.entrypoints.settings import Settings
+
     monkeypatch.setenv("TRAINING_AGENT_PLUGINS", value)
+    build_container(Settings())
     assert PluginRegistry().names() == expected
 
 

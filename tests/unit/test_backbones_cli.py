@@ -84,7 +84,9 @@ def test_listing_imports_no_model_library(home):
 
 
 def test_the_catalog_is_computed_once_per_library_version_and_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from training_agent.adapters.trainers import environment
+
+    environment.configure(cache_home=tmp_path)  # XDG_CACHE_HOME, through the settings
     calls = []
 
     def compute():

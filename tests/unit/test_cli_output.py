@@ -99,10 +99,11 @@ def test_the_offline_weights_error_is_printed_once_and_names_the_file(tmp_path, 
 def test_the_timm_offline_error_names_the_hugging_face_file(monkeypatch):
     import timm.models
 
+    from training_agent.adapters.trainers import environment
     from training_agent.adapters.trainers.timm_provider import provider
     from training_agent.domain.errors import WeightsUnavailable
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    environment.configure(offline=True)  # HF_HUB_OFFLINE=1, as the settings hand it on
     monkeypatch.setattr("training_agent.adapters.trainers.timm_provider._cached",
                         lambda cfg: False)
     cfg = timm.models.get_pretrained_cfg("resnet18")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from dependency_injector import providers
+from pydantic import ValidationError
 
 from training_agent.adapters.blobstore.gcs import GcsBlobStore
 from training_agent.adapters.blobstore.local import LocalBlobStore
@@ -19,7 +20,7 @@ from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.metadata.supabase import SupabaseMetadataRepo
 from training_agent.entrypoints import container as container_module
 from training_agent.entrypoints.container import build_container
-from training_agent.entrypoints.settings import Settings
+from training_agent.entrypoints.settings import Settings, describe_settings_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,3 +117,38 @@ def test_model_store_precedence(monkeypatch, tmp_path, env, store, adapter):
                       GcsBlobStore)
     assert isinstance(service.blobs.store_for("s3://b/k.zip"), S3BlobStore)
     assert isinstance(service.blobs.store_for("file:///data/k.zip"), LocalBlobStore)
+
+
+def test_the_trainer_settings_reach_the_adapters_through_the_container(monkeypatch, tmp_path):
+    from training_agent.adapters.trainers import environment
+    from training_agent.adapters.trainers.data import default_cache_budget
+    from training_agent.adapters.trainers.weights import offline_requested
+
+    for name, value in {"TRAINING_AGENT_PLUGINS": " torchvision, timm ", "HF_HUB_OFFLINE": "yes",
+                        "TRAINING_AGENT_CACHE_GB": "0.5", "XDG_CACHE_HOME": str(tmp_path),
+                        "WORLD_SIZE": "4", "LOCAL_RANK": "3"}.items():
+        monkeypatch.setenv(name, value)
+    build_container(Settings())
+    env = environment.current()
+    assert env.plugins == ("torchvision", "timm") and env.cache_home == tmp_path
+    assert (env.world_size, env.local_rank, env.local_world_size) == (4, 3, None)
+    assert offline_requested() and default_cache_budget() == 1 << 29
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    build_container(Settings())
+    assert not offline_requested()
+
+
+def test_a_bad_trainer_setting_is_named():
+    with pytest.raises(ValidationError) as err:
+        Settings(TRAINING_AGENT_CACHE_GB="lots")
+    assert "TRAINING_AGENT_CACHE_GB" in describe_settings_error(err.value)
+
+
+def test_no_adapter_reads_the_environment():
+    """Settings enter through the container only (entrypoints/settings.py reads them)."""
+    import training_agent.adapters as adapters
+
+    root = Path(adapters.__file__).parent
+    readers = [str(p.relative_to(root)) for p in root.rglob("*.py")
+               if "os.environ" in p.read_text() or "getenv(" in p.read_text()]
+    assert readers == []

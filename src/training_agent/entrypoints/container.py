@@ -13,6 +13,7 @@ from training_agent.adapters.blobstore.router import BlobStoreRouter
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.log import LogNotifier
 from training_agent.adapters.notifiers.webhook import WebhookNotifier
+from training_agent.adapters.trainers import environment
 from training_agent.adapters.trainers.lazy import LazyTrainer
 from training_agent.adapters.trainers.registry import default_registry
 from training_agent.domain.archive import IntakeLimits
@@ -20,7 +21,7 @@ from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.ports import BlobStore, MetadataRepo, Trainer
 from training_agent.domain.service import TrainingService
 
-from .settings import Settings
+from .settings import Settings, trainer_environment
 
 
 def _pytorch_trainer() -> Trainer:
@@ -128,6 +129,9 @@ class Container(containers.DeclarativeContainer):
 
 
 def build_container(settings: Settings | None = None) -> Container:
+    settings = settings or Settings()
+    # what the trainer adapters and plugins need of the settings, handed on once per process
+    environment.configure(**trainer_environment(settings))
     container = Container()
-    container.config.from_pydantic(settings or Settings())
+    container.config.from_pydantic(settings)
     return container

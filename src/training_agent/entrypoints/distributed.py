@@ -253,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.worker:
         return launch(args.project_id, args.nproc_per_node, config, args.force, torchrun_args,
                       args.service_factory)
+    # a rank's process: torchrun's variables (and the rest of the settings) reach the trainer
+    # adapters here, whichever factory builds the service
+    from training_agent.adapters.trainers import environment
+    from training_agent.entrypoints.settings import Settings, trainer_environment
+
+    environment.configure(**trainer_environment(Settings()))
     job = run_rank(_factory(args.service_factory)(), args.project_id, config, args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"job_id": job.id, "state": job.state.value, "error": job.error}))

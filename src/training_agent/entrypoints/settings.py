@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,17 @@ class Settings(BaseSettings):
     # dataset intake caps (refuse zip bombs and archives with absurd member counts)
     max_dataset_bytes: int = Field(20 * 1024**3, ge=1, alias="TRAINING_AGENT_MAX_DATASET_BYTES")
     max_dataset_members: int = Field(200_000, ge=1, alias="TRAINING_AGENT_MAX_DATASET_MEMBERS")
+    # the trainer's (handed to the adapters by the container: adapters/trainers/environment.py)
+    cache_gb: float | None = Field(None, ge=0, alias="TRAINING_AGENT_CACHE_GB")
+    plugins: str | None = Field(None, alias="TRAINING_AGENT_PLUGINS")
+    training_agent_offline: str | None = None  # these three: "1", "true", "yes" or "on"
+    hf_hub_offline: str | None = None
+    transformers_offline: str | None = None
+    xdg_cache_home: str | None = None
+    # torchrun's description of the process group (unset: one process)
+    world_size: int = Field(1, ge=1)
+    local_rank: int = Field(0, ge=0)
+    local_world_size: int | None = Field(None, ge=1)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -67,6 +79,18 @@ class Settings(BaseSettings):
     @property
     def work_root(self) -> str:
         return str(self.home / "work")
+
+
+def trainer_environment(settings: Settings) -> dict[str, Any]:
+    """The values adapters/trainers/environment.py holds, from the settings."""
+    offline = any((v or "").strip().lower() in ("1", "true", "yes", "on") for v in
+                  (settings.training_agent_offline, settings.hf_hub_offline,
+                   settings.transformers_offline))
+    plugins = None if settings.plugins is None else tuple(
+        n.strip() for n in settings.plugins.split(",") if n.strip())
+    return {"plugins": plugins, "offline": offline, "cache_gb": settings.cache_gb,
+            "cache_home": Path(settings.xdg_cache_home) if settings.xdg_cache_home else None, "world_size": settings.world_size,
+            "local_rank": settings.local_rank, "local_world_size": settings.local_world_size}
 
 
 def describe_settings_error(exc: ValidationError) -> str:

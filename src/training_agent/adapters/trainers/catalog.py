@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from . import environment
+
 log = logging.getLogger(__name__)
 
 SNAPSHOT = Path(__file__).with_name("backbone_catalog.json")
@@ -37,7 +39,8 @@ def versions_of(distributions: Iterable[str]) -> dict[str, str]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    """Our cache folder, under XDG_CACHE_HOME (settings) or ~/.cache."""
+    base = environment.current().cache_home or Path.home() / ".cache"
     return Path(base) / "training-agent"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from . import environment
 from .decoding import Decoder, PilDecoder
 from .images import load_image, unreadable
 
@@ -28,11 +29,11 @@ def available_memory() -> int:
 
 
 def default_cache_budget() -> int:
-    """Bytes the decoded cache may use: TRAINING_AGENT_CACHE_GB, else 40% of free memory
-    capped at 16 GiB."""
-    env = os.environ.get("TRAINING_AGENT_CACHE_GB")
-    if env:
-        return int(float(env) * (1 << 30))
+    """Bytes the decoded cache may use: TRAINING_AGENT_CACHE_GB (settings), else 40% of free
+    memory capped at 16 GiB."""
+    gb = environment.current().cache_gb
+    if gb is not None:
+        return int(gb * (1 << 30))
     return min(int(available_memory() * 0.4), 16 << 30)
 
 

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding training_agent/
-_COMMAND = "from training_agent.adapters.trainers.decode_pool import serve; serve()"
+# the package's folder goes first on the child's path (an installed or a source tree alike);
+# the child inherits the environment as it is
+_COMMAND = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+            "from training_agent.adapters.trainers.decode_pool import serve; serve()")
 
 
 class DecodeFailed(RuntimeError):
@@ -35,16 +38,13 @@ class DecodePool:
     """`workers` decoding processes; `run(tasks)` returns each task's result, in order."""
 
     def __init__(self, workers: int) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         self.workers = max(1, workers)
         self.procs: list[subprocess.Popen[bytes]] = []
         try:
             for _ in range(self.workers):
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-c", _COMMAND], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, env=env, close_fds=True))
+                    stdout=subprocess.PIPE, close_fds=True))
         except BaseException:
             self.close()
             raise

@@ -3,12 +3,13 @@ process group (gloo on CPU, nccl on CUDA), and the few collectives the loop need
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from . import environment
 
 
 def init_process_group(use_cuda: bool) -> None:
@@ -36,15 +37,16 @@ class DistContext:
     @classmethod
     def from_env(cls, use_cuda: bool) -> DistContext:
         """Join the process group torchrun describes (WORLD_SIZE > 1); a single process else."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        env = environment.current()
+        world = env.world_size
         if world <= 1:
             return cls()
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_rank = env.local_rank
         if use_cuda:
             torch.cuda.set_device(local_rank)
         init_process_group(use_cuda)
         return cls(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank,
-                   local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+                   local_world=env.local_world_size or world)
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.active:

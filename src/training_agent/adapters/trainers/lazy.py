@@ -55,7 +55,7 @@ class LazyTrainer(Trainer):
     def _warm(self) -> None:
         try:
             self.real.warm_up()
-        except Exception:  # noqa: S110 - `train` builds it again and reports what fails
+        except Exception:  # `train` builds it again and reports what fails
             pass
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from training_agent.domain.errors import DatasetInvalid, JobCancelled, TrainingE
 from training_agent.domain.ports import EpochProgress, ProgressSink, TrainRequest, TrainResult
 from training_agent.domain.verdict import judge
 
-from . import artifacts, batching, checkpoints, reporting
+from . import artifacts, batching, checkpoints, environment, reporting
 from .augment import BatchTransform
 from .clock import start_timings
 from .data import IGNORE, chunks_of, load_split
@@ -64,7 +63,7 @@ class TrainingRun:
     # ---- setup ------------------------------------------------------------------------------
     def execute(self) -> TrainResult:
         cfg = self.cfg
-        self.device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = pick_device(cfg.device, environment.current().local_rank)
         self.dist = DistContext.from_env(self.device.type == "cuda")
         self.threads = max(1, self.threads // self.dist.local_world)
         torch.set_num_threads(self.threads)

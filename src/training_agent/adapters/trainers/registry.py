@@ -7,14 +7,14 @@ can avoid it (see catalog.py). A distribution adds one
 by declaring an entry point in the group that points at the provider object (or at a callable
 that returns it); this package registers its own `torchvision` and `timm` providers that way.
 
-Providers are loaded once, lazily, on first use. `TRAINING_AGENT_PLUGINS` limits which load:
+Providers are loaded once, lazily, on first use. `TRAINING_AGENT_PLUGINS` (read by the settings,
+handed on by the container: environment.py) limits which load:
 unset loads all, a comma-separated list loads only those names, an empty value loads none.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,8 +24,9 @@ from typing import Any, Protocol, runtime_checkable
 from training_agent.domain.errors import InvalidConfig
 from training_agent.domain.ports import BackboneInfo
 
+from . import environment
+
 ENTRY_POINT_GROUP = "training_agent.trainers"
-PLUGINS_ENV = "TRAINING_AGENT_PLUGINS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -133,8 +134,9 @@ class PluginRegistry:
 
     def _load_entry_points(self) -> None:
         only = self._only
-        if only is None and PLUGINS_ENV in os.environ:
-            only = {n.strip() for n in os.environ[PLUGINS_ENV].split(",") if n.strip()}
+        plugins = environment.current().plugins
+        if only is None and plugins is not None:
+            only = {n.strip() for n in plugins if n.strip()}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if (only is not None and ep.name not in only) or ep.name in self._providers:
                 continue

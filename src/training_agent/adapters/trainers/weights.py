@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from training_agent.domain.errors import WeightsUnavailable
 
-_OFFLINE_VARS = ("TRAINING_AGENT_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+from . import environment
 
 # BatchNorm's step counter: not a weight (it is 0 in a fresh module and only matters with
 # momentum=None); weights saved before torch 0.4.1, torchvision's older ones among them, lack it.
@@ -16,9 +15,9 @@ _LISTED = 8
 
 
 def offline_requested() -> bool:
-    """True when the environment says not to touch the network (read at call time)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in _OFFLINE_VARS)
+    """True when the settings say not to touch the network (TRAINING_AGENT_OFFLINE,
+    HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE: entrypoints/settings.py)."""
+    return environment.current().offline
 
 
 def load_matching(model: Any, state: dict[str, Any], num_classes: int) -> list[str]:
