@@ -6,11 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dependency_injector import providers
 
-from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.entrypoints import cli
-from training_agent.entrypoints.container import build_container
 
 
 @pytest.fixture
@@ -37,15 +34,13 @@ def test_db_migrate_with_supabase_refuses_and_points_to_the_ways_that_work(home,
     assert "schema is up to date" not in err
 
 
-def test_db_migrate_with_the_in_memory_store_refuses(home, monkeypatch):
-    def memory_container(settings):  # type: ignore[no-untyped-def]
-        container = build_container(settings)
-        container.metadata_repo.override(providers.Object(InMemoryMetadataRepo()))
-        return container
-
-    monkeypatch.setattr(cli, "build_container", memory_container)
+def test_db_migrate_with_the_supabase_store_refuses(home, monkeypatch):
+    """PostgREST cannot run DDL: the container has no schema migrator for Supabase."""
+    monkeypatch.setenv("SUPABASE_URL", "https://example.invalid")
+    monkeypatch.setenv("SUPABASE_KEY", "not-a-real-key")
     code, err = invoke("db", "migrate")
-    assert code == 1 and "InMemoryMetadataRepo" in err and "supabase db push" in err
+    assert code == 1 and "SupabaseMetadataRepo" in err and "supabase db push" in err
+    assert "not-a-real-key" not in err
 
 
 def test_db_migrate_on_sqlite_still_reports_what_it_applied(home):

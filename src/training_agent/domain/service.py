@@ -604,6 +604,11 @@ class TrainingService:
         """Mark an active job alive (and owned by `worker_id`); False once it is final."""
         return self.repo.touch_job(job_id, worker_id)
 
+    def flush_notifications(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for notifications still in flight (before a process
+        that ran jobs exits)."""
+        self.notifier.flush(timeout)
+
     def backbones(self) -> dict[str, list[str]]:
         return self.trainer.backbones()
 

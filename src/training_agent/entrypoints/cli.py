@@ -28,7 +28,7 @@ from training_agent.domain.views import BackbonePageView, JobView, ProgressView,
 from .container import Container, build_container
 from .progress import JobProgressBar
 from .settings import Settings, describe_settings_error
-from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat, stop_on_sigterm
+from .worker.process import run_job_here
 from .worker.runner import STALE_AFTER_SECONDS, agent_id, build_runner
 
 
@@ -88,33 +88,18 @@ def run_job_in_foreground(container: Container, job_id: str, quiet: bool = False
     SIGINT") and returns 130 / 143, so the project can be trained again at once."""
     service = container.training_service()
     bar = JobProgressBar(disable=quiet, file=sys.stderr)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # the outcome is printed here (the error line, or the metrics): the log notifier's copy of
     # it on the same terminal would say it twice (a webhook still gets its message)
     said_by_log = logging.getLogger(LOG_NOTIFIER)
     was_disabled, said_by_log.disabled = said_by_log.disabled, True
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    interrupted: str | None = None
     try:
-        with heartbeat(service, job_id, f"{agent_id('cli')}/pid:{os.getpid()}"):
-            job = service.run(job_id, on_progress=bar)
-    except KeyboardInterrupt:
-        interrupted = "SIGINT"
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-        interrupted = signal.Signals(code - 128).name if code > 128 else f"exit {exc.code}"
-    try:
-        bar.close()
-        if interrupted:
-            # a second Ctrl-C must not stop us half-way through failing the job
-            for sig in handlers:
-                signal.signal(sig, signal.SIG_IGN)
-            job = service.fail_job(job_id, f"interrupted by {interrupted}")
+        outcome = run_job_here(service, job_id, f"{agent_id('cli')}/pid:{os.getpid()}",
+                               on_progress=bar)
     finally:
-        container.notifier().flush(NOTIFY_FLUSH_SECONDS)
+        bar.close()
         said_by_log.disabled = was_disabled
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    job, interrupted = outcome.job, outcome.interrupted
+    assert job is not None
     if interrupted:
         click.echo(f"error: job {job.id} {job.state.value}: interrupted by {interrupted}",
                    err=True)
@@ -534,15 +519,16 @@ def db() -> None:
 @db.command("migrate")
 def db_migrate() -> None:
     """Apply the shipped migrations to the configured SQL store."""
-    repo = _container().metadata_repo()
-    if not hasattr(repo, "migrate"):  # Supabase (PostgREST cannot run DDL), the memory store
+    migrate = _container().schema_migrator()
+    if migrate is None:  # Supabase: PostgREST cannot run DDL
+        repo = _container().metadata_repo()
         click.echo(f"error: db migrate needs a SQL connection, and the configured metadata store "
                    f"({type(repo).__name__}) has none; apply supabase/migrations/ with "
                    "`supabase db push`, with psql, or with `DATABASE_URL=<the project's "
                    "Postgres connection string> training-agent db migrate` (docs/cloud.md)",
                    err=True)
         sys.exit(1)
-    applied = repo.migrate()
+    applied = migrate()
     click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied
                                                             else "; schema is up to date"))
 

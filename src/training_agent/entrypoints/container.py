@@ -89,6 +89,14 @@ class Container(containers.DeclarativeContainer):
                                      key=config.supabase_key),
     )
 
+    # `db migrate`: the SQL stores apply their shipped migrations; Supabase cannot (None)
+    schema_migrator = providers.Selector(
+        config.metadata_backend,
+        sqlite=providers.Callable(getattr, metadata_repo, "migrate"),
+        postgres=providers.Callable(getattr, metadata_repo, "migrate"),
+        supabase=providers.Object(None),
+    )
+
     blob_store = providers.Singleton(
         BlobStoreRouter,
         stores=providers.Dict(

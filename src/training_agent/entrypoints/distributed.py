@@ -18,9 +18,7 @@ import importlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,11 +133,12 @@ def run_rank(service: TrainingService, project_id: str, overrides: dict[str, Any
     import torch
     import torch.distributed as dist
 
+    from training_agent.adapters.trainers import environment
     from training_agent.adapters.trainers.distributed import init_process_group
 
     use_cuda = torch.cuda.is_available() and (overrides or {}).get("device", "auto") != "cpu"
     if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(environment.current().local_rank)
     init_process_group(use_cuda)
     rank = dist.get_rank()
     try:
@@ -162,42 +161,18 @@ def run_rank(service: TrainingService, project_id: str, overrides: dict[str, Any
 
 def run_primary(service: TrainingService, job_id: str,
                 on_progress: Callable[[TrainingJob], None] | None = None) -> TrainingJob:
-    """Rank 0 runs the job as `training-agent train` does: beating from a thread the whole
-    time (a slow epoch or upload still looks alive to the agents that fail stale jobs), and
-    waiting for notifications still in flight before the process exits."""
-    from .worker.process import NOTIFY_FLUSH_SECONDS, heartbeat, stop_on_sigterm
+    """Rank 0 runs the job as `training-agent train` does (worker.process.run_job_here).
+    Ctrl-C reaches every rank (SIGINT); torchrun's agent passes a signal it got on (SIGTERM):
+    either ends the job failed ("interrupted by SIGINT"), and is raised again for torchrun."""
+    from .worker.process import run_job_here
     from .worker.runner import agent_id
 
-    # Ctrl-C reaches every rank (SIGINT); torchrun's agent passes a signal it got on (SIGTERM):
-    # either ends the job failed ("interrupted by SIGINT"), as the one-process `train` does
-    main = threading.current_thread() is threading.main_thread()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if main:
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
-    try:
-        with heartbeat(service, job_id, f"{agent_id('torchrun')}/rank0/pid:{os.getpid()}"):
-            return service.run(job_id, on_progress)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if main:
-            for sig in handlers:  # a second signal must not cut this short
-                signal.signal(sig, signal.SIG_IGN)
-        service.fail_job(job_id, f"interrupted by {interruption(exc)}")
-        raise
-    finally:
-        service.notifier.flush(NOTIFY_FLUSH_SECONDS)
-        if main:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-
-
-def interruption(exc: BaseException) -> str:
-    """The signal a KeyboardInterrupt or a signal's SystemExit(128 + n) stands for."""
-    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
-        try:
-            return signal.Signals(exc.code - 128).name
-        except ValueError:
-            pass
-    return "SIGINT" if isinstance(exc, KeyboardInterrupt) else f"exit {getattr(exc, 'code', '')}"
+    outcome = run_job_here(service, job_id, f"{agent_id('torchrun')}/rank0/pid:{os.getpid()}",
+                           on_progress=on_progress)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.job is not None
+    return outcome.job
 
 
 def container_service() -> TrainingService:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from training_agent.adapters.blobstore.router import BlobStoreRouter
 from training_agent.domain.ports import BlobStore, MetadataRepo
 from training_agent.domain.urls import redact_text, redact_url
 
@@ -64,8 +63,7 @@ def default_checks(repo: MetadataRepo, blobs: BlobStore, model_store_url: str,
         return type(repo).__name__
 
     def model_store() -> str:
-        store = blobs.store_for(model_store_url) if isinstance(blobs, BlobStoreRouter) else blobs
-        store.ping(model_store_url)  # reaches the bucket, not only the service
+        blobs.ping(model_store_url)  # reaches the bucket, not only the service
         return redact_url(model_store_url)
 
     return {"metadata_store": metadata_store, "model_store": model_store, "runner": runner.check}

@@ -9,8 +9,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
+from training_agent.domain.models import TrainingJob
 from training_agent.domain.service import TrainingService
 
 from ..container import Container
@@ -51,20 +53,71 @@ def heartbeat(service: TrainingService, job_id: str, owner: str,
         done.set()
 
 
+def interruption(exc: BaseException) -> str:
+    """The signal a KeyboardInterrupt or a signal's SystemExit(128 + n) stands for."""
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+        try:
+            return signal.Signals(exc.code - 128).name
+        except ValueError:
+            pass
+    return "SIGINT" if isinstance(exc, KeyboardInterrupt) else f"exit {getattr(exc, 'code', '')}"
+
+
+@dataclass
+class Outcome:
+    """How `run_job_here` ended: the job as last seen, and the interruption, if one."""
+
+    job: TrainingJob | None
+    interrupted: str | None = None
+    error: BaseException | None = None  # the KeyboardInterrupt or SystemExit itself
+
+
+def run_job_here(service: TrainingService, job_id: str, owner: str, *,
+                 on_progress: Callable[[TrainingJob], None] | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 fail_on_interrupt: bool = True) -> Outcome:
+    """One job's lifecycle in this process, the same wherever it runs (`train` in the
+    foreground, a worker process, rank 0 under torchrun): SIGTERM raised as SystemExit(143) in
+    the main thread, so the service's cleanup runs; a heartbeat from a thread the whole time
+    (a slow epoch or upload still looks alive to the agents that fail stale jobs);
+    `service.run`. An interruption (Ctrl-C, a signal) ends the job failed, "interrupted by
+    SIGINT", with further signals ignored meanwhile, when `fail_on_interrupt` (a worker
+    process leaves that to its agent and lets the interruption propagate). Notifications in
+    flight are flushed before it returns, and the signal handlers restored."""
+    main = threading.current_thread() is threading.main_thread()
+    handlers = ({sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+                if main else {})
+    if main:
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        try:
+            with heartbeat(service, job_id, owner, heartbeat_seconds):
+                return Outcome(service.run(job_id, on_progress))
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if not fail_on_interrupt:
+                raise
+            for sig in handlers:  # a second signal must not cut the failing short
+                signal.signal(sig, signal.SIG_IGN)
+            cause = interruption(exc)
+            return Outcome(service.fail_job(job_id, f"interrupted by {cause}"), cause, exc)
+    finally:
+        service.flush_notifications(NOTIFY_FLUSH_SECONDS)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def run_job_process(container_factory: Callable[[], Container], job_id: str, owner: str,
                     heartbeat_seconds: float) -> None:
     """Entry point of a spawned worker process."""
     os.dup2(2, 1)  # stdout may be the MCP stdio channel of the parent: keep it clean
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the agent decides
     container = container_factory()
     logging.basicConfig(level=str(container.config.log_level() or "INFO").upper(),
                         stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s [worker]: %(message)s")
     service = container.training_service()
-    try:
-        with heartbeat(service, job_id, f"{owner}/pid:{os.getpid()}", heartbeat_seconds):
-            job = service.run(job_id)
-        log.info("job %s ended %s", job_id, job.state.value)
-    finally:
-        container.notifier().flush(NOTIFY_FLUSH_SECONDS)
+    # a SIGTERM from the agent fails nothing here: the agent records why its worker ended
+    outcome = run_job_here(service, job_id, f"{owner}/pid:{os.getpid()}",
+                           heartbeat_seconds=heartbeat_seconds, fail_on_interrupt=False)
+    if outcome.job is not None:
+        log.info("job %s ended %s", job_id, outcome.job.state.value)

@@ -149,7 +149,7 @@ class JobRunner:
                 proc.join(5)
             self._fail_if_active(job_id, "the agent stopped while the job ran (worker "
                                          f"{exit_cause(proc.exitcode)})")
-        self.service.notifier.flush(SHUTDOWN_NOTIFY_SECONDS)  # failure messages, before exit
+        self.service.flush_notifications(SHUTDOWN_NOTIFY_SECONDS)  # failure messages, first
 
     # ---- commands ---------------------------------------------------------------------------
     def submit(self, job_id: str) -> None:
