@@ -18,15 +18,15 @@ from training_agent.domain.verdict import judge
 
 from . import artifacts, batching, checkpoints, environment, reporting
 from .augment import BatchTransform
+from .best_weights import last_is_as_good, standard_error
 from .clock import start_timings
 from .data import IGNORE, chunks_of, load_split
 from .decoding import PIL_FUNCTION, make_decoder
 from .distributed import DistContext
+from .epoch_plan import EpochPlan
 from .evaluation import accuracy, confusion, logits_of, per_class
 from .images import auto_image_size
 from .recipe import (
-    COOL_DOWN,
-    Schedule,
     make_optimizer,
     resolved_augment,
     resolved_label_smoothing,
@@ -35,7 +35,6 @@ from .recipe import (
 from .registry import PluginRegistry
 
 MAX_LISTED_SKIPS = 20
-MIN_CYCLE_EPOCHS = 5  # `epochs: auto`: the shortest cycle
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
@@ -57,8 +56,14 @@ class TrainingRun:
         self.registry, self.cache_bytes, self.threads = registry, cache_bytes, threads
         self.t_start = time.monotonic()
         self.timings: dict[str, float] = start_timings(request.timings)
-        cfg = self.cfg
-        self.end_epoch = cfg.max_epochs if cfg.epochs == "auto" else int(cfg.epochs)
+        self._plan: EpochPlan | None = None  # made with the model (it needs the steps)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def plan(self) -> EpochPlan:
+        """How many epochs run and why they stop (epoch_plan.py), once the model is set up."""
+        assert self._plan is not None
+        return self._plan
 
     # ---- setup ------------------------------------------------------------------------------
     def execute(self) -> TrainResult:
@@ -200,15 +205,8 @@ class TrainingRun:
             self.lr = batching.lr_for_batch(self.lr, self.global_batch)
             self.batch_info["lr_rule"] = batching.LR_RULE
         self.optimizer = make_optimizer(model, cfg, self.lr)
-        self.auto = cfg.epochs == "auto"
-        self.max_epochs = cfg.max_epochs if self.auto else int(cfg.epochs)
-        # `auto` trains in cycles, the first long enough for the `min_steps` floor
-        self.cycle_epochs = min(self.max_epochs, max(MIN_CYCLE_EPOCHS,
-                                                     math.ceil(cfg.min_steps / self.steps)))
-        self.end_epoch = self.cycle_epochs if self.auto else self.max_epochs
-        shape = "cosine" if cfg.pretrained and not self.auto else "linear"
-        self.schedule = Schedule(self.optimizer, round(cfg.warmup_epochs * self.steps),
-                                 self.end_epoch * self.steps, shape)
+        self._plan = EpochPlan(cfg, self.steps, self.optimizer, self.has_val, self._say)
+        self.schedule = self._plan.schedule
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.runner: torch.nn.Module = model
         if self.dist.active:
@@ -221,13 +219,9 @@ class TrainingRun:
                                                    ignore_index=IGNORE)
         self.fingerprint = checkpoints.fingerprint(
             self._resolved_config(), self.req.dataset_sha256, self.req.splits.class_names)
-        self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"accuracy": -1.0, "loss": math.inf, "epoch": 0,
                                      "state": None}
-        self.stop_reason = "epochs"
         self.improved_at = 0
-        self.cycle_best = -1.0  # best validation accuracy before the current cycle
-        self.improving_at_cool_down = True
         self.start_epoch = 1
         self._resume()
 
@@ -266,12 +260,9 @@ class TrainingRun:
         self.best = {"loss": math.inf, **state["best"]}
         self.start_epoch = int(state["epoch"]) + 1
         plan = state.get("plan") or {}
-        self.end_epoch = int(plan.get("end_epoch", self.end_epoch))
-        self.stop_reason = str(plan.get("stop_reason", self.stop_reason))
+        self.plan.load_state_dict(plan)
         self.improved_at = int(plan.get("improved_at", self.best["epoch"]))
-        self.cycle_best = float(plan.get("cycle_best", self.cycle_best))
-        self.improving_at_cool_down = bool(plan.get("improving_at_cool_down", True))
-        self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.end_epoch}")
+        self._say(f"resuming from checkpoint of epoch {state['epoch']}/{self.plan.end_epoch}")
 
     def _check_fits(self, state: dict[str, Any]) -> None:
         """Before anything is loaded: the checkpoint's tensors are exactly the model's."""
@@ -279,7 +270,7 @@ class TrainingRun:
         theirs = state["model"]
         bad = sorted(set(own) ^ set(theirs)) or [
             k for k in own if tuple(own[k].shape) != tuple(theirs[k].shape)]
-        if bad or not 1 <= int(state["epoch"]) <= self.max_epochs:
+        if bad or not 1 <= int(state["epoch"]) <= self.plan.max_epochs:
             raise checkpoints.Unreadable(
                 f"{checkpoints.NAME} does not fit this model (epoch {state['epoch']}; "
                 f"tensors {', '.join(bad[:5]) or 'ok'})")
@@ -292,9 +283,7 @@ class TrainingRun:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
             "history": self.history, "best": self.best,
-            "plan": {"end_epoch": self.end_epoch, "stop_reason": self.stop_reason,
-                     "improved_at": self.improved_at, "cycle_best": self.cycle_best,
-                     "improving_at_cool_down": self.improving_at_cool_down},
+            "plan": {**self.plan.state_dict(), "improved_at": self.improved_at},
         })
 
     # ---- training ---------------------------------------------------------------------------
@@ -302,7 +291,8 @@ class TrainingRun:
         budget = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
         t_train = time.monotonic()
         epoch = self.start_epoch
-        while epoch <= self.end_epoch:
+        plan = self.plan
+        while epoch <= plan.end_epoch:
             t0 = time.monotonic()
             done_steps = (epoch - self.start_epoch) * self.steps  # in this process
             loss, seen, timed_out = self._epoch(epoch, budget, t_train, done_steps)
@@ -317,11 +307,12 @@ class TrainingRun:
                 "images_per_second": round(ips, 1)})
             self._keep_if_best(epoch, val_acc, val_loss)
             elapsed = time.monotonic() - self.t_start
-            stop = self._stop_now(epoch, seconds, elapsed, budget, timed_out)
+            stop = plan.after_epoch(epoch, seconds, elapsed, budget, timed_out,
+                                    self.best["accuracy"], self.improved_at)
             self._checkpoint(epoch)  # after the plan: a resumed run keeps it
-            left = self.end_epoch - epoch
+            left = plan.end_epoch - epoch
             self._report(EpochProgress(
-                epoch=epoch, epochs=self.end_epoch, train_loss=loss, val_accuracy=val_acc,
+                epoch=epoch, epochs=plan.end_epoch, train_loss=loss, val_accuracy=val_acc,
                 images_per_second=ips, eta_seconds=left * seconds))
             if stop:
                 break
@@ -343,113 +334,24 @@ class TrainingRun:
                                    for k, v in self.model.state_dict().items()}}
 
     def _hand_back_weights(self) -> None:
-        """Load the weights the job hands back: the best validation epoch's, except when the
-        learning rate ended cooled down (the schedule's last cool-down ran to its end) and the
-        last epoch's validation accuracy is within one binomial standard error of the best.
-        A small validation split cannot tell those two apart (32 images: +/-0.09), and the last
-        weights are the ones the cool-down annealed: measured on small data they test better
-        than a noisy earlier 'best' (docs/trainer.md, "Which weights are handed back")."""
+        """Load the weights the job hands back (best_weights.py says which)."""
         best = self.best
         if best["state"] is None:
             return
         last = self.history[-1] if self.history else None
         n_val = int(self.dist.sum(torch.tensor(len(self.data["val"]))))
-        cooled = self.schedule.factor(self.schedule.step_count) <= 0.05
-        if last and self.has_val and n_val and cooled and last["epoch"] != best["epoch"]:
-            p = best["accuracy"]
-            se = math.sqrt(max(p * (1 - p), 1e-12) / n_val)
-            gap = p - last["val_accuracy"]
-            if gap <= se:
-                self._say(f"keeping the last epoch's weights (epoch {last['epoch']}): its "
-                          f"validation accuracy {last['val_accuracy']:.3f} is within one standard "
-                          f"error ({se:.3f}, {n_val} images) of the best "
-                          f"({p:.3f}, epoch {best['epoch']}), and the rate has cooled down")
-                self.best = {**best, "accuracy": last["val_accuracy"],
-                             "loss": last["val_loss"], "epoch": last["epoch"], "state": None}
-                return  # the model holds the last epoch's weights
+        if (last and self.has_val and self.plan.cooled() and last["epoch"] != best["epoch"]
+                and last_is_as_good(best["accuracy"], last["val_accuracy"], n_val)):
+            se = standard_error(best["accuracy"], n_val)
+            self._say(f"keeping the last epoch's weights (epoch {last['epoch']}): its "
+                      f"validation accuracy {last['val_accuracy']:.3f} is within one standard "
+                      f"error ({se:.3f}, {n_val} images) of the best "
+                      f"({best['accuracy']:.3f}, epoch {best['epoch']}), and the rate has "
+                      "cooled down")
+            self.best = {**best, "accuracy": last["val_accuracy"], "loss": last["val_loss"],
+                         "epoch": last["epoch"], "state": None}
+            return  # the model holds the last epoch's weights
         self.model.load_state_dict(best["state"])
-
-    def _stop_now(self, epoch: int, seconds: float, elapsed: float, budget: float,
-                  timed_out: bool) -> bool:
-        """Whether training ends after `epoch`; sets `stop_reason`. `epochs: auto` plans a
-        cool-down instead of stopping at once (see `_plan_cool_down`)."""
-        cfg = self.cfg
-        left = self.end_epoch - epoch
-        stop = timed_out or bool(left and elapsed + seconds > budget)
-        if stop:
-            self.stop_reason = "max_minutes"
-        elif self.auto:
-            self._plan_cool_down(epoch, seconds, elapsed, budget)
-            return self.end_epoch <= epoch
-        elif (left and cfg.early_stopping_patience is not None and self.has_val
-              and epoch - self.improved_at >= cfg.early_stopping_patience):
-            self.stop_reason, stop = "early_stopping", True
-        if stop and left:
-            self._say(f"stopped after epoch {epoch}/{self.end_epoch}: "
-                      f"{self.stop_reason.replace('_', ' ')}")
-            return True
-        return left <= 0
-
-    def _plan_cool_down(self, epoch: int, seconds: float, elapsed: float,
-                        budget: float) -> None:
-        """`epochs: auto` trains in warmup-stable-decay cycles. The first is long enough for
-        the `min_steps` floor (at least 5 epochs); each cools the rate down to zero over its
-        last 30 %. Within a cycle, once the floor is met, `early_stopping_patience` epochs
-        without a better validation accuracy start the cool-down at once. At a cycle's end,
-        another cycle of the same length follows only if validation accuracy was still
-        improving when the cool-down began and the cycle beat the one before; else training
-        stops (`plateau`). A later cycle is not cut by patience (its full rate rarely beats
-        the cooled-down best before its own cool-down). The ceiling (`max_epochs`) and the
-        time budget (`max_minutes`)
-        shorten the cycle so that its cool-down ends within them."""
-        cfg = self.cfg
-        done = epoch * self.steps
-        patience = cfg.early_stopping_patience
-        stale = epoch - self.improved_at
-        if epoch >= self.end_epoch:  # the cycle is over: its rate is at zero
-            if self.stop_reason == "max_minutes":
-                return
-            improving = (self.has_val and self.improving_at_cool_down
-                         and self.best["accuracy"] > self.cycle_best)
-            room = self.max_epochs - epoch
-            length = min(self.cycle_epochs, room)
-            fits = elapsed + length * seconds <= budget
-            if improving and length > 0 and fits:
-                self.cycle_best = self.best["accuracy"]
-                self.improving_at_cool_down = True
-                self.schedule.restart(done, length * self.steps)
-                self.end_epoch = epoch + length
-                self._say(f"after epoch {epoch}: validation accuracy still improving; another "
-                          f"cycle of {length} epoch{'s' if length > 1 else ''}")
-            else:
-                self.stop_reason = ("plateau" if not improving else
-                                    "max_epochs" if length <= 0 else "max_minutes")
-            return
-        if self.schedule.cooling(done):
-            return
-        cycle_epochs = epoch - self.schedule.cycle_start // self.steps
-        cool = max(1, math.ceil(COOL_DOWN * cycle_epochs))
-        # patience cuts the first cycle only: a later cycle's full rate is not expected to
-        # beat the cooled-down best before its own cool-down, so it runs its length and is
-        # judged at its end (above)
-        if (patience is not None and self.has_val and stale >= patience
-                and done >= cfg.min_steps and self.schedule.cycle_start == 0):
-            why = f"validation accuracy has not improved for {stale} epochs"
-            self.improving_at_cool_down = False
-        elif elapsed + (self.end_epoch - epoch) * seconds > budget:
-            cool = max(0, int((budget - elapsed) / max(seconds, 1e-9)))
-            why = f"the time limit max_minutes={cfg.max_minutes:g} is near"
-            self.improving_at_cool_down = False
-            self.stop_reason = "max_minutes"
-        else:
-            if self.schedule.cooling(done + self.steps):  # the planned cool-down begins next
-                self.improving_at_cool_down = patience is None or stale < patience
-            return
-        self.end_epoch = epoch + cool
-        if cool > 0:
-            self.schedule.cool_down(done, cool * self.steps)
-            self._say(f"after epoch {epoch}: {why}; cooling the learning rate down over "
-                      f"{cool} more epoch{'s' if cool > 1 else ''}")
 
     def _epoch(self, epoch: int, budget: float, t_train: float,
                done_steps: int) -> tuple[float, int, bool]:
@@ -492,10 +394,11 @@ class TrainingRun:
             per_step = (now - t_train) / (done_steps + step)
             try:
                 self.sink(EpochProgress(
-                    epoch=epoch, epochs=self.end_epoch, step=step, steps=self.steps,
+                    epoch=epoch, epochs=self.plan.end_epoch, step=step, steps=self.steps,
                     train_loss=float(total[0] / max(1.0, float(total[1]))),
                     images_per_second=float(total[1]) * self.dist.world / max(1e-9, now - t0),
-                    eta_seconds=per_step * ((self.end_epoch - epoch + 1) * self.steps - step)))
+                    eta_seconds=per_step * ((self.plan.end_epoch - epoch + 1) * self.steps
+                                            - step)))
             except JobCancelled:
                 flags[0] = 1
             flags[1] = float(now - self.t_start > budget)
@@ -516,8 +419,8 @@ class TrainingRun:
 
     def _say(self, message: str) -> None:
         if self.dist.primary:
-            epoch = len(getattr(self, "history", []))
-            self.sink(EpochProgress(epoch=epoch, epochs=self.end_epoch, message=message,
+            epochs = self._plan.end_epoch if self._plan is not None else 0
+            self.sink(EpochProgress(epoch=len(self.history), epochs=epochs, message=message,
                                     step=0, steps=0))
 
     def _confusion(self, split: str) -> tuple[torch.Tensor, float]:
@@ -533,7 +436,7 @@ class TrainingRun:
         metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm),
                                    "best_epoch": self.best["epoch"],
                                    "epochs_run": len(self.history),
-                                   "stop_reason": self.stop_reason}
+                                   "stop_reason": self.plan.stop_reason}
         cm, split = val_cm, "val"
         if req.splits.test:
             cm, _ = self._confusion("test")
