@@ -49,7 +49,7 @@ def test_start_returns_202_at_once_and_the_job_reaches_pending_evaluation(make_a
     assert set(logs[0]) == {"level", "message", "details", "created_at"}
     [model] = agent.container.metadata_repo().list_models(pid)
     assert model.name == "shapes_model" and model.accuracy == 0.75
-    assert model.gcs_url == job["model_url"]
+    assert model.url == job["model_url"]
 
 
 def test_start_errors(make_agent):

@@ -70,9 +70,9 @@ def test_container_wires_postgres_gcs_and_s3(cloud, tmp_path):
     assert job.state is JobState.SUCCEEDED, job.error
     assert repo.get_project(project.id).status is ProjectStatus.PENDING_EVALUATION
     [model] = repo.list_models(project.id)
-    assert model.gcs_url == f"s3://{BUCKET}/store/models/{project.id}/{job.id}/model.pth"
+    assert model.url == f"s3://{BUCKET}/store/models/{project.id}/{job.id}/model.pth"
     weights = tmp_path / "model.pth"
-    S3BlobStore(endpoint_url=cloud["s3"].url).download(model.gcs_url, weights)
+    S3BlobStore(endpoint_url=cloud["s3"].url).download(model.url, weights)
     assert sha256(weights) == model.metadata["sha256"]
     assert [e.level for e in repo.recent_logs(project.id)].count("error") == 0
 
@@ -105,11 +105,11 @@ def test_cli_trains_a_gcs_dataset_into_s3_with_postgres_metadata(cloud, tmp_path
 
     assert repo.get_project(project.id).status is ProjectStatus.PENDING_EVALUATION
     [model] = repo.list_models(project.id)
-    assert model.gcs_url.startswith(f"s3://{BUCKET}/store/models/{project.id}/")
+    assert model.url.startswith(f"s3://{BUCKET}/store/models/{project.id}/")
     s3 = S3BlobStore(endpoint_url=cloud["s3"].url)
     weights, manifest = tmp_path / "model.pth", tmp_path / "manifest.json"
-    s3.download(model.gcs_url, weights)
-    s3.download(model.gcs_url.removesuffix("model.pth") + "manifest.json", manifest)
+    s3.download(model.url, weights)
+    s3.download(model.url.removesuffix("model.pth") + "manifest.json", manifest)
     listed = json.loads(manifest.read_text())["artifacts"]["model.pth"]
     assert listed == {"sha256": sha256(weights), "bytes": weights.stat().st_size}
     assert model.metadata["sha256"] == sha256(weights)

@@ -41,7 +41,7 @@ def test_a_missing_cloud_dataset_is_refused_at_create(cloud, tmp_path):
     archive = make_dataset_zip(tmp_path / "d.zip", classes=2, per_class={"train": 2})
     url = container.blob_store().upload(archive, f"{folder}/d.zip")
     project = service.create_project("p", url, {"epochs": 1})
-    assert container.metadata_repo().latest_dataset(project.id).gcs_url == url
+    assert container.metadata_repo().latest_dataset(project.id).url == url
 
 
 def test_a_dataset_the_store_will_not_show_here_is_accepted_with_a_warning(cloud):

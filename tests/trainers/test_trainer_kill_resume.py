@@ -108,7 +108,7 @@ def test_a_killed_job_resumes_from_epoch_3_with_the_same_weights(tmp_path, monke
     assert uninterrupted.state.value == "succeeded", uninterrupted.error
     [resumed_model] = service.repo.list_models(killed.id)
     [whole_model] = service.repo.list_models(whole.id)
-    a, b = model_weights(resumed_model.gcs_url), model_weights(whole_model.gcs_url)
+    a, b = model_weights(resumed_model.url), model_weights(whole_model.url)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed_model.accuracy == whole_model.accuracy

@@ -45,7 +45,7 @@ def assert_recorded(repo, blobs, notifier, project_id: str, job: TrainingJob) ->
     assert model.metadata["job_id"] == job.id
     assert repo.get_project(project_id).status is ProjectStatus.PENDING_EVALUATION
     assert len(models_in(blobs)) == 2, "the uploaded artifacts were not kept"
-    assert model.gcs_url in blobs.blobs
+    assert model.url in blobs.blobs
     assert [n.ok for n in notifier.sent] == [True]
     assert not [e for e in repo.recent_logs(project_id) if e.level == "error"]
 

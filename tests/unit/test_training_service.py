@@ -79,7 +79,7 @@ def test_success_follows_the_seed_workflow(service, repo, blobs, notifier, tmp_p
                                                                 prefix + "manifest.json"}
     [model] = repo.list_models(project.id)
     assert model.name == "cats_model" and model.framework == "pytorch"
-    assert model.gcs_url == prefix + "model.pth" and model.accuracy == 0.75
+    assert model.url == prefix + "model.pth" and model.accuracy == 0.75
     assert model.metadata["job_id"] == job.id and model.metadata["epochs"] == 3
     assert model.metadata["manifest_url"] == prefix + "manifest.json"
     messages = [e.message for e in repo.logs if e.project_id == project.id]

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import Conflict
 
@@ -100,10 +100,18 @@ class Project(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# The `gcs_url` column (the seed's name, fixed by the schema) holds any storage URL: file://,
+# s3:// and gs:// alike. Inside the code it is `url`; the alias maps it at the edge, in rows
+# read and written by the stores and in JSON.
+_ROW_NAMES = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+
 class Dataset(BaseModel):
+    model_config = _ROW_NAMES
+
     id: str = Field(default_factory=new_id)
     project_id: str
-    gcs_url: str
+    url: str = Field(alias="gcs_url")
     name: str = ""
     num_classes: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -111,11 +119,13 @@ class Dataset(BaseModel):
 
 
 class ModelRecord(BaseModel):
+    model_config = _ROW_NAMES
+
     id: str = Field(default_factory=new_id)
     project_id: str
     name: str
     framework: str = "pytorch"
-    gcs_url: str
+    url: str = Field(alias="gcs_url")  # of model.pth
     accuracy: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)

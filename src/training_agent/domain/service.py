@@ -272,7 +272,7 @@ class TrainingService:
         if key is not None and (earlier := self._replayed(key, digest)) is not None:
             return earlier
         project = self.repo.get_project(project_id)
-        check_dataset_url(self.repo.latest_dataset(project_id).gcs_url)
+        check_dataset_url(self.repo.latest_dataset(project_id).url)
         config = self._checked_config(project.training_config, overrides)
         job = TrainingJob(project_id=project_id, config=config.model_dump(), worker_id=worker_id,
                           idempotency_key=key, request_hash=digest)
@@ -397,19 +397,19 @@ class TrainingService:
         dataset = self.repo.latest_dataset(project.id)
         job.begin()  # saved with the first step
         self._step(job, JobState.DOWNLOADING)  # the claim made the project `training`
-        check_dataset_url(dataset.gcs_url)  # a row written before the rule (or by `watch`)
+        check_dataset_url(dataset.url)  # a row written before the rule (or by `watch`)
         self.trainer.warm_up()  # its libraries load while the dataset comes
         zip_path = work / "dataset.zip"
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        size = self.blobs.download(dataset.gcs_url, zip_path)
+        size = self.blobs.download(dataset.url, zip_path)
         t1 = time.monotonic()
         digest = sha256_of(zip_path)
         timings = {"download_seconds": round(t1 - t0, 3),
                    "hash_seconds": round(time.monotonic() - t1, 3)}
         self._log(project.id, "info", "dataset downloaded", job_id=job.id, bytes=size,
                   sha256=digest, seconds=round(time.monotonic() - t0, 3),
-                  url=redact_url(dataset.gcs_url))
+                  url=redact_url(dataset.url))
 
         self._step(job, JobState.PREPARING)
         data_dir = work / "data"
@@ -428,7 +428,7 @@ class TrainingService:
             job_id=job.id, project_id=project.id, project_name=project.name, config=config,
             splits=splits, work_dir=work, out_dir=work / "out",
             checkpoint_dir=self.work_root / "checkpoints" / project.id,
-            dataset_url=redact_url(dataset.gcs_url), dataset_sha256=digest, timings=timings,
+            dataset_url=redact_url(dataset.url), dataset_sha256=digest, timings=timings,
         )
         result = self.trainer.train(request, self._progress_sink(job, on_progress))
         if not result.primary:
@@ -449,7 +449,7 @@ class TrainingService:
         model = self._model_record(project, job, result, urls, metrics)
         succeeded = job.model_copy(deep=True)  # `job` stays active if recording fails
         succeeded.advance(JobState.SUCCEEDED)
-        succeeded.progress["model_url"] = model.gcs_url
+        succeeded.progress["model_url"] = model.url
         succeeded.progress["metrics"] = metrics  # progress is stored as JSON by every store
         reports = {n: urls[n] for n in REPORT_NAMES if n in urls}
         if reports:
@@ -457,7 +457,7 @@ class TrainingService:
         self._record_model(model, succeeded)
         uploaded.clear()  # the model now: kept whatever happens next
         verdict = metrics["verdict"]
-        model_url = redact_url(model.gcs_url)
+        model_url = redact_url(model.url)
         done = "training complete; status pending_evaluation"
         # with the trainer's report, the last row and the message carry the whole summary
         summary = summarize(metrics) if "findings" in metrics else None
@@ -529,9 +529,9 @@ class TrainingService:
         model = models[-1] if models else None
         return ProjectView(
             **summary.model_dump(), training_config=project.training_config,
-            dataset_url=redact_url(dataset.gcs_url) if dataset else None,
+            dataset_url=redact_url(dataset.url) if dataset else None,
             num_classes=dataset.num_classes if dataset else None,
-            model_url=redact_url(model.gcs_url) if model else None,
+            model_url=redact_url(model.url) if model else None,
             model_accuracy=model.accuracy if model else None)
 
     def dataset_report(self, project_id: str | None = None,

@@ -195,7 +195,7 @@ def demo(epochs: int) -> None:
     model = container.metadata_repo().list_models(project.id)[-1]
     for line in metrics_lines(status.job) if status.job else []:
         click.echo(line)
-    click.echo(f"model: {status.job.model_url if status.job else model.gcs_url}")
+    click.echo(f"model: {status.job.model_url if status.job else model.url}")
     click.echo(f"project status: {status.project_status}")
 
 
