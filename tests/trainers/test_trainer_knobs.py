@@ -196,7 +196,7 @@ def test_compile_wires_torch_compile(tmp_path, tiny_splits, probe, monkeypatch):
     monkeypatch.setattr(torch, "compile", record)
     result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
                                     Recorder())
-    assert compiled == [probe.run.model] and probe.run.runner is probe.run.model
+    assert compiled == [probe.run.model] and probe.run.step_model is probe.run.model
     assert manifest_of(result)["runtime"]["compile"] is True
     monkeypatch.undo()
     compiled.clear()

@@ -208,12 +208,13 @@ class TrainingRun:
         self._plan = EpochPlan(cfg, self.steps, self.optimizer, self.has_val, self._say)
         self.schedule = self._plan.schedule
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.runner: torch.nn.Module = model
+        # what the training step calls: the model, wrapped for DDP and/or compiled
+        self.step_model: torch.nn.Module = model
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if cfg.compile:
-            self.runner = torch.compile(self.runner)
+            self.step_model = torch.compile(self.step_model)
         self.label_smoothing = resolved_label_smoothing(cfg)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing,
                                                    ignore_index=IGNORE)
@@ -356,7 +357,7 @@ class TrainingRun:
     def _epoch(self, epoch: int, budget: float, t_train: float,
                done_steps: int) -> tuple[float, int, bool]:
         cfg, dist = self.cfg, self.dist
-        self.runner.train()
+        self.step_model.train()
         base = cfg.seed * 1_000_003 + epoch
         torch.manual_seed(base * 7919 + dist.rank)  # dropout and the like
         order = torch.randperm(len(self.data["train"]),
@@ -370,7 +371,7 @@ class TrainingRun:
             x = self.transform.train(images, aug_gen)
             y = labels.to(self.device, non_blocking=True)
             with self.autocast():
-                loss = self.criterion(logits_of(self.runner(x)).float(), y)
+                loss = self.criterion(logits_of(self.step_model(x)).float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -424,7 +425,7 @@ class TrainingRun:
                                     step=0, steps=0))
 
     def _confusion(self, split: str) -> tuple[torch.Tensor, float]:
-        return confusion(self.model if not self.cfg.compile else self.runner, self.data[split],
+        return confusion(self.model if not self.cfg.compile else self.step_model, self.data[split],
                          self.transform.eval, self.num_classes, self.batch * 2, self.device,
                          self.autocast, self.dist.sum)
 

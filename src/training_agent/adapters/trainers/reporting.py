@@ -44,7 +44,7 @@ def analyse(run: Any, metrics: dict[str, Any]) -> None:
     if not run.dist.primary:
         return
     t0 = time.monotonic()
-    model = run.model if not run.cfg.compile else run.runner
+    model = run.model if not run.cfg.compile else run.step_model
     run.analysis = analysis.analyse(
         model, run.data, run.transform.eval, run.batch * 2, run.device, run.autocast,
         run.req.splits.class_names, metrics, run.req.splits.root,
