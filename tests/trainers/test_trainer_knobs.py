@@ -24,22 +24,20 @@ from .conftest import Recorder, make_request
 
 
 class Probe:
-    """Keeps each TrainingRun once its model, optimizer, loss and transform exist, and the
-    dtype and autocast state of the first convolution's output at every forward pass."""
+    """A trainer whose runs are kept once their model, optimizer, loss and transform exist
+    (the trainer's public `on_ready`), with the dtype and autocast state of the first
+    convolution's output at every forward pass."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.runs: list[loop.TrainingRun] = []
         self.forward: set[tuple[torch.dtype, bool]] = set()
-        original = loop.TrainingRun._prepare_model
+        self.trainer = PyTorchTrainer(on_ready=self.ready)
 
-        def prepare(run: loop.TrainingRun, model: torch.nn.Module) -> None:
-            original(run, model)
-            first = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
-            first.register_forward_hook(lambda m, i, out: self.forward.add(
-                (out.dtype, torch.is_autocast_enabled("cpu"))))
-            self.runs.append(run)
-
-        monkeypatch.setattr(loop.TrainingRun, "_prepare_model", prepare)
+    def ready(self, run: loop.TrainingRun) -> None:
+        first = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+        first.register_forward_hook(lambda m, i, out: self.forward.add(
+            (out.dtype, torch.is_autocast_enabled("cpu"))))
+        self.runs.append(run)
 
     @property
     def run(self) -> loop.TrainingRun:
@@ -48,8 +46,8 @@ class Probe:
 
 
 @pytest.fixture
-def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
-    return Probe(monkeypatch)
+def probe() -> Probe:
+    return Probe()
 
 
 def manifest_of(result) -> dict:
@@ -57,7 +55,7 @@ def manifest_of(result) -> dict:
 
 
 def test_sgd_lr_decay_smoothing_no_augment_fixed_size_batch_warmup(tmp_path, tiny_splits, probe):
-    result = PyTorchTrainer().train(make_request(
+    result = probe.trainer.train(make_request(
         tmp_path, tiny_splits, epochs=3, optimizer="sgd", lr=0.05, weight_decay=0.01,
         label_smoothing=0.2, augment="none", image_size=40, batch_size=5, warmup_epochs=2,
         early_stopping_patience=None), Recorder())
@@ -82,7 +80,7 @@ def test_sgd_lr_decay_smoothing_no_augment_fixed_size_batch_warmup(tmp_path, tin
 
 
 def test_adam_no_decay_no_smoothing_strong_augment_no_warmup(tmp_path, tiny_splits, probe):
-    result = PyTorchTrainer().train(make_request(
+    result = probe.trainer.train(make_request(
         tmp_path, tiny_splits, epochs=2, optimizer="adam", lr=0.002, weight_decay=0.0,
         label_smoothing=0.0, augment="strong", warmup_epochs=0), Recorder())
     run = probe.run
@@ -119,7 +117,7 @@ def test_recipe_defaults_follow_how_the_model_starts():
 def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny_splits, probe):
     """AdamW with the recipe's from-scratch lr; image_size auto without pretrained weights is
     taken from the data (these images are 32 px); precision auto on CPU is fp32."""
-    result = PyTorchTrainer().train(make_request(
+    result = probe.trainer.train(make_request(
         tmp_path, tiny_splits, epochs=1, augment="light", image_size="auto",
         device="cpu"), Recorder())
     run, m = probe.run, manifest_of(result)
@@ -149,14 +147,11 @@ def test_image_size_auto_with_pretrained_weights_is_the_backbones_size(tmp_path,
     monkeypatch.setattr(TorchvisionProvider, "_pretrained_state",
                         staticmethod(lambda backbone, weights: published))
     loaded: dict[str, torch.Tensor] = {}
-    real_prepare = loop.TrainingRun._prepare_model
 
-    def keep_initial(run: loop.TrainingRun, model: torch.nn.Module) -> None:
-        loaded.update({k: v.clone() for k, v in model.state_dict().items()})
-        real_prepare(run, model)
+    def keep_initial(run: loop.TrainingRun) -> None:  # before the first step
+        loaded.update({k: v.detach().clone() for k, v in run.model.state_dict().items()})
 
-    monkeypatch.setattr(loop.TrainingRun, "_prepare_model", keep_initial)
-    result = PyTorchTrainer().train(make_request(
+    result = PyTorchTrainer(on_ready=keep_initial).train(make_request(
         tmp_path, tiny_splits, epochs=1, backbone="mobilenet_v3_small", pretrained=True,
         image_size="auto", batch_size=18), Recorder())
     m = manifest_of(result)
@@ -167,7 +162,7 @@ def test_image_size_auto_with_pretrained_weights_is_the_backbones_size(tmp_path,
 
 
 def test_bf16_on_cpu_runs_under_cpu_autocast(tmp_path, tiny_splits, probe):
-    result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1,
+    result = probe.trainer.train(make_request(tmp_path, tiny_splits, epochs=1,
                                                  precision="bf16"), Recorder())
     m = manifest_of(result)
     assert m["config"]["precision"] == m["runtime"]["precision"] == "bf16"
@@ -194,13 +189,13 @@ def test_compile_wires_torch_compile(tmp_path, tiny_splits, probe, monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", record)
-    result = PyTorchTrainer().train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
-                                    Recorder())
+    result = probe.trainer.train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
+                                 Recorder())
     assert compiled == [probe.run.model] and probe.run.step_model is probe.run.model
     assert manifest_of(result)["runtime"]["compile"] is True
     monkeypatch.undo()
     compiled.clear()
-    PyTorchTrainer().train(make_request(tmp_path / "b", tiny_splits, epochs=1), Recorder())
+    probe.trainer.train(make_request(tmp_path / "b", tiny_splits, epochs=1), Recorder())
     assert compiled == []
 
 

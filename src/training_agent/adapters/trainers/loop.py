@@ -7,6 +7,7 @@ import contextlib
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,10 @@ def pick_device(name: str, local_rank: int) -> torch.device:
 
 class TrainingRun:
     def __init__(self, registry: PluginRegistry, request: TrainRequest, progress: ProgressSink,
-                 cache_bytes: int, threads: int) -> None:
+                 cache_bytes: int, threads: int,
+                 on_ready: Callable[[TrainingRun], None] | None = None) -> None:
         self.req, self.cfg, self.sink = request, request.config, progress
+        self.on_ready = on_ready  # called once data, model, optimizer and plan are set up
         self.registry, self.cache_bytes, self.threads = registry, cache_bytes, threads
         self.t_start = time.monotonic()
         self.timings: dict[str, float] = start_timings(request.timings)
@@ -225,6 +228,8 @@ class TrainingRun:
         self.improved_at = 0
         self.start_epoch = 1
         self._resume()
+        if self.on_ready is not None:
+            self.on_ready(self)
 
     def _resolved_config(self) -> dict[str, Any]:
         return {**self.cfg.model_dump(), "image_size": self.image_size, "lr": self.lr,

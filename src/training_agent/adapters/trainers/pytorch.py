@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -31,13 +33,17 @@ def cpu_count() -> int:
 class PyTorchTrainer(Trainer):
     """Trains any registered backbone. `registry` defaults to the installed plugins;
     `cache_bytes` is the decoded-image memory budget (default: see data.default_cache_budget);
-    `threads` the CPU threads this process may use (default: its share of the cores)."""
+    `threads` the CPU threads this process may use (default: its share of the cores);
+    `on_ready(run)` is called with each run once its data, model, optimizer and epoch plan are
+    set up, before the first step (what a benchmark or a test observes of a run)."""
 
     def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 on_ready: Callable[[Any], None] | None = None) -> None:
         self.registry = registry or default_registry()
         self.cache_bytes = cache_bytes
         self.threads = threads
+        self.on_ready = on_ready
 
     def backbones(self) -> dict[str, list[str]]:
         return self.registry.backbones()
@@ -63,7 +69,8 @@ class PyTorchTrainer(Trainer):
         from .loop import TrainingRun
 
         budget = self.cache_bytes if self.cache_bytes is not None else default_cache_budget()
-        run = TrainingRun(self.registry, request, progress, budget, self.threads or cpu_count())
+        run = TrainingRun(self.registry, request, progress, budget, self.threads or cpu_count(),
+                          self.on_ready)
         try:
             return run.execute()
         except (TrainingError, DatasetInvalid):
