@@ -28,6 +28,7 @@ from training_agent.testing.datasets import make_dataset_zip
 FACTORY = '''
 """Builds each rank's service on one shared SQLite store and file:// model store; records each
 rank's final weights so the test can compare them."""
+import atexit
 import os
 from pathlib import Path
 
@@ -36,12 +37,10 @@ import torch
 from training_agent.adapters.blobstore.local import LocalBlobStore
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.memory import InMemoryNotifier
-from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.domain.service import TrainingService
 
 HOME = Path(os.environ["DDP_TEST_HOME"])
-_finish = loop.TrainingRun._finish
 
 
 class FlushRecorder(InMemoryNotifier):
@@ -51,19 +50,18 @@ class FlushRecorder(InMemoryNotifier):
         (HOME / "flushed.txt").write_text(f"{timeout} {len(self.sent)}")
 
 
-def _probe(self):
-    result = _finish(self)
-    torch.save(self.model.state_dict(), HOME / f"rank{self.dist.rank}.pt")
-    return result
-
-
-loop.TrainingRun._finish = _probe
+def keep_final_weights(run):
+    """Called once the run is set up (the trainer's on_ready): its weights as the process
+    ends are the ones the run handed back."""
+    atexit.register(lambda: torch.save(run.model.state_dict(),
+                                       HOME / f"rank{run.dist.rank}.pt"))
 
 
 def build_service():
     return TrainingService(
         repo=SqliteMetadataRepo(HOME / "meta.db"), blobs=LocalBlobStore(),
-        trainer=PyTorchTrainer(threads=1), notifier=FlushRecorder(),
+        trainer=PyTorchTrainer(threads=1, on_ready=keep_final_weights),
+        notifier=FlushRecorder(),
         model_store_url=(HOME / "store").as_uri(), work_root=HOME / "work")
 '''
 

@@ -28,17 +28,25 @@ CONFIG = {"pretrained": False, "backbone": "resnet18", "epochs": EPOCHS, "image_
 # changed by its first steps and never checkpointed (the numbers are untouched: only time).
 SLOW_CLI = """
 import sys, time
-from training_agent.adapters.trainers import loop
+from training_agent.adapters.trainers import pytorch
 from training_agent.entrypoints.cli import main
 
-report = loop.TrainingRun._step_report
+built = pytorch.PyTorchTrainer.__init__
 
-def slow(self, epoch, step, *args):
-    if epoch >= 3 and step >= 2:
-        time.sleep(5)
-    return report(self, epoch, step, *args)
+def slow(run):  # the trainer's on_ready: every step's progress report goes through run.sink
+    report = run.sink
 
-loop.TrainingRun._step_report = slow
+    def sink(p):
+        if p.epoch >= 3 and p.step is not None and p.step >= 2:
+            time.sleep(5)
+        report(p)
+
+    run.sink = sink
+
+def build(self, *args, **kwargs):
+    built(self, *args, **{**kwargs, "on_ready": slow})
+
+pytorch.PyTorchTrainer.__init__ = build
 sys.exit(main())
 """
 
