@@ -66,3 +66,36 @@ def test_a_set_lr_or_a_set_batch_is_used_exactly(tmp_path, tiny_splits, probed_6
     m = manifest_of(result)
     assert m["config"]["batch_size"] == 64 and m["config"]["lr"] == 0.002
     assert m["runtime"]["batch"]["lr_rule"] is None
+
+
+def test_the_dataset_check_runs_while_the_first_epoch_trains(tmp_path, tiny_splits,
+                                                             monkeypatch):
+    """A slow dataset check (a second read of every file, on a large dataset) does not hold
+    the first epoch back: its steps are reported before the check's summary line, which comes
+    before the first epoch's end; the report is complete."""
+    import threading
+    import time
+
+    from training_agent.adapters.trainers import reporting
+
+    real = reporting.dataset_check.check_dataset
+    where: list[str] = []
+
+    def slow_check(*args, **kwargs):
+        where.append(threading.current_thread().name)
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reporting.dataset_check, "check_dataset", slow_check)
+    sink = Recorder()
+    result = PyTorchTrainer(threads=2).train(make_request(tmp_path, tiny_splits, epochs=2),
+                                             sink)
+    assert where and where[0].startswith("dataset-check")
+    report = json.loads(result.artifacts["dataset_report.json"].read_text())
+    said = report["summary"]
+    kinds = ["step" if e.step else "summary" if e.message == said
+             else "end" if e.step is None and e.message is None else "other"
+             for e in sink.events]
+    assert kinds.count("summary") == 1
+    assert kinds.index("step") < kinds.index("summary") < kinds.index("end")
+    assert manifest_of(result)["timings"]["dataset_check_seconds"] >= 1.5

@@ -131,7 +131,7 @@ class TrainingRun:
             self._cache_on_gpu()
         self.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
         self._check_skipped()
-        reporting.check_dataset(self)  # dataset_report.json, from the cache just decoded
+        reporting.start_dataset_check(self)  # dataset_report.json, while epoch 1 trains
         n = len(splits.class_names)
         self.augment = resolved_augment(self.cfg)
         self.transform = BatchTransform(self.augment, self.spec.mean, self.spec.std,
@@ -302,6 +302,7 @@ class TrainingRun:
             t0 = time.monotonic()
             done_steps = (epoch - self.start_epoch) * self.steps  # in this process
             loss, seen, timed_out = self._epoch(epoch, budget, t_train, done_steps)
+            reporting.finish_dataset_check(self)  # made meanwhile (a no-op after epoch 1)
             self.dist.average_buffers(self.model)
             seconds = time.monotonic() - t0
             cm, val_loss = self._confusion("val")
@@ -437,6 +438,7 @@ class TrainingRun:
     # ---- results ----------------------------------------------------------------------------
     def _finish(self) -> TrainResult:
         req, names = self.req, self.req.splits.class_names
+        reporting.finish_dataset_check(self)  # no epoch ran (a resumed, finished run)
         self._hand_back_weights()
         val_cm, _ = self._confusion("val")
         metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm),

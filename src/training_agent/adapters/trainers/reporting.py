@@ -1,7 +1,8 @@
 """The three hooks by which a TrainingRun (loop.py) makes its reports, kept out of the loop:
 
-- `check_dataset(run)`, in the preparing step right after the decode: the dataset check on the
-  decoded cache (dataset_check.py), one summary line in the job's log;
+- `start_dataset_check(run)`, right after the decode, and `finish_dataset_check(run)` after
+  the first epoch's steps: the dataset check on the decoded cache (dataset_check.py), made in
+  a thread while the first epoch trains; one summary line in the job's log;
 - `analyse(run, metrics)`, after the best weights are tested: the result analysis
   (analysis.py); adds `findings` to the metrics, from which the summary is written;
 - `write(run, metrics, files)`: dataset_report.json, report.json and report.html beside the
@@ -15,6 +16,7 @@ the whole split's)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from training_agent.domain.verdict import job_metrics, summarize
@@ -23,19 +25,39 @@ from . import analysis, dataset_check, report_page
 from .data import CachedSplit
 
 
-def check_dataset(run: Any) -> None:
+def start_dataset_check(run: Any) -> None:
+    """Start the dataset check in a thread, right after the decode: it reads the decoded
+    cache and the files (their sha256 and headers) while the first epoch trains, instead of
+    before it. `finish_dataset_check` waits for it."""
     run.dataset_report = None
+    run.dataset_check = None
     if not run.dist.primary:
         return
-    t0 = time.monotonic()
     pixels = {name: (dataset_check.Pixels(d.paths, d.images)
                      if isinstance(d, CachedSplit) and not run.dist.active else None)
               for name, d in run.data.items()}
     skipped = {name: list(d.skipped) for name, d in run.data.items()}
-    report = dataset_check.check_dataset(run.req.splits, run.image_size, pixels, skipped,
-                                         run.threads)
+
+    def check() -> tuple[dict[str, Any], float]:
+        t0 = time.monotonic()
+        report = dataset_check.check_dataset(run.req.splits, run.image_size, pixels, skipped,
+                                             run.threads)
+        return report, round(time.monotonic() - t0, 3)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dataset-check")
+    run.dataset_check = pool.submit(check)
+    pool.shutdown(wait=False)  # the check runs on; nothing else goes to this pool
+
+
+def finish_dataset_check(run: Any) -> None:
+    """Wait for the dataset check (after the first epoch's steps; a second call does
+    nothing), keep its report and say its summary line."""
+    future, run.dataset_check = getattr(run, "dataset_check", None), None
+    if future is None:
+        return
+    report, seconds = future.result()
     run.dataset_report = report
-    run.timings["dataset_check_seconds"] = round(time.monotonic() - t0, 3)
+    run.timings["dataset_check_seconds"] = seconds
     run._say(report["summary"])
 
 
@@ -68,4 +90,4 @@ def write(run: Any, metrics: dict[str, Any], files: dict[str, Any]) -> None:
     run.timings["report_write_seconds"] = round(time.monotonic() - t0, 3)
 
 
-__all__ = ["analyse", "check_dataset", "write"]
+__all__ = ["analyse", "finish_dataset_check", "start_dataset_check", "write"]
