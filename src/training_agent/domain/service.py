@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import archive
-from .backbones import RECOMMENDED, matches
 from .config import TrainingConfig, resolve_config
 from .disk import failure_cause, is_disk_full
 from .errors import (
@@ -27,8 +25,6 @@ from .errors import (
     JobCancelled,
     JobNotFound,
     MetadataError,
-    NotFound,
-    StorageError,
     TrainingAgentError,
 )
 from .models import (
@@ -52,43 +48,18 @@ from .ports import (
     TrainRequest,
     TrainResult,
 )
+from .queries import SHOWN_ID_CHARS, ProjectQueries, checked_id
 from .urls import check_dataset_url, redact_text, redact_url
 from .verdict import job_metrics, judge, summarize
 from .views import (
     BackbonePageView,
-    BackboneView,
-    JobMetricsView,
-    JobView,
-    LastJobView,
-    LogView,
-    ProgressView,
     ProjectPageView,
-    ProjectSummaryView,
     ProjectView,
     StatusView,
-    job_summary,
 )
 
 PROGRESS_SAVE_SECONDS = 2.0
-MAX_PAGE = 100  # projects in one page of the project list
-MAX_BACKBONES = 500  # backbones in one page
 REPORT_NAMES = ("dataset_report.json", "report.json", "report.html")  # beside the model
-
-
-SHOWN_ID_CHARS = 40  # of a value that is not a UUID, in the error that refuses it
-
-
-def checked_id(value: str, what: str = "project_id") -> str:
-    """IDs are UUIDs; anything else is bad input (422), not a missing row (404). The error
-    shows at most the first SHOWN_ID_CHARS characters of the value."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        text = str(value)
-        if len(text) <= SHOWN_ID_CHARS:
-            raise InvalidInput(f"{what} {text!r} is not a UUID") from None
-        raise InvalidInput(f"{what} {text[:SHOWN_ID_CHARS]!r}… ({len(text)} characters) is not "
-                           "a UUID") from None
 
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -117,29 +88,6 @@ def request_digest(project_id: str, overrides: dict[str, Any] | None, force: boo
     body = json.dumps({"project_id": project_id, "config": overrides or {}, "force": force},
                       sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode()).hexdigest()
-
-
-def _report_urls(job: TrainingJob) -> dict[str, str] | None:
-    reports = job.progress.get("reports")
-    if not isinstance(reports, dict) or not reports:
-        return None
-    return {str(k): redact_url(str(v)) for k, v in reports.items()}
-
-
-def _project_summary(project: Project, job: TrainingJob | None) -> ProjectSummaryView:
-    last = None
-    if job is not None:
-        metrics = job.progress.get("metrics")
-        accuracy = None
-        if job.state is JobState.SUCCEEDED and isinstance(metrics, dict):
-            found = metrics.get("test_accuracy", metrics.get("val_accuracy"))
-            accuracy = float(found) if isinstance(found, int | float) else None
-        last = LastJobView(id=job.id, state=job.state.value, accuracy=accuracy,
-                           queued_at=job.queued_at or job.created_at,
-                           finished_at=job.finished_at)
-    return ProjectSummaryView(id=project.id, name=project.name, status=project.status.value,
-                              created_at=project.created_at, updated_at=project.updated_at,
-                              last_job=last)
 
 
 def sha256_of(path: Path) -> str:
@@ -479,93 +427,32 @@ class TrainingService:
         ))
 
     # ---- queries ----------------------------------------------------------------------------
+    # ---- views (queries.py) ------------------------------------------------------------------
+    @property
+    def queries(self) -> ProjectQueries:
+        """The read side: status, projects, reports, backbones."""
+        return ProjectQueries(self.repo, self.blobs, self.trainer, self.work_root)
+
     def status(self, project_id: str, log_limit: int = 20) -> StatusView:
-        project_id = checked_id(project_id)
-        project = self.repo.get_project(project_id)
-        job = self.repo.latest_job(project_id)
-        view = StatusView(
-            project_id=project.id, project_status=project.status.value,
-            recent_logs=[LogView(level=e.level, message=redact_text(e.message), details=e.details,
-                                 created_at=e.created_at)
-                         for e in self.repo.recent_logs(project_id, log_limit)],
-        )
-        if job is not None:
-            url = job.progress.get("model_url")
-            stored = job.progress.get("metrics")
-            metrics = (JobMetricsView.model_validate(job_metrics(stored))
-                       if job.state is JobState.SUCCEEDED and isinstance(stored, dict) else None)
-            error = redact_text(job.error) if job.error else None  # rows from before the rule
-            view.job = JobView(
-                id=job.id, state=job.state.value, error=error,
-                progress=ProgressView.model_validate(job.progress),
-                model_url=redact_url(url) if url else None,
-                queued_at=job.queued_at or job.created_at, started_at=job.started_at,
-                finished_at=job.finished_at,
-                metrics=metrics, summary=job_summary(job.state.value, error, metrics),
-                reports=_report_urls(job),
-            )
-        return view
+        return self.queries.status(project_id, log_limit)
 
     def list_projects(self, limit: int = 20, offset: int = 0) -> ProjectPageView:
-        """A page of projects, newest first, each with its latest job's state and accuracy."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE} (got {limit!r})")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidInput(f"offset must be an integer of 0 or more (got {offset!r})")
-        rows = self.repo.list_projects(limit + 1, offset)  # one more: is there a next page?
-        return ProjectPageView(
-            projects=[_project_summary(p, j) for p, j in rows[:limit]], limit=limit,
-            offset=offset, next_offset=offset + limit if len(rows) > limit else None)
+        return self.queries.list_projects(limit, offset)
 
     def project(self, project_id: str) -> ProjectView:
-        """One project: status, config, dataset, latest job and latest model."""
-        project = self.repo.get_project(checked_id(project_id))
-        summary = _project_summary(project, self.repo.latest_job(project.id))
-        try:
-            dataset: Dataset | None = self.repo.latest_dataset(project.id)
-        except NotFound:
-            dataset = None
-        models = self.repo.list_models(project.id)
-        model = models[-1] if models else None
-        return ProjectView(
-            **summary.model_dump(), training_config=project.training_config,
-            dataset_url=redact_url(dataset.url) if dataset else None,
-            num_classes=dataset.num_classes if dataset else None,
-            model_url=redact_url(model.url) if model else None,
-            model_accuracy=model.accuracy if model else None)
+        return self.queries.project(project_id)
 
     def dataset_report(self, project_id: str | None = None,
                        job_id: str | None = None) -> dict[str, Any]:
-        """The dataset check (dataset_report.json) of job `job_id`, or of the project's latest
-        job; NotFound when there is no such job or it has no report (it is uploaded with the
-        model's artifacts, so a job that has not succeeded has none)."""
-        if job_id is not None:
-            job = self.repo.get_job(checked_id(job_id, "job_id"))
-            if project_id is not None and job.project_id != checked_id(project_id):
-                raise JobNotFound(f"job {job_id} is not a job of project {project_id}")
-        elif project_id is not None:
-            self.repo.get_project(checked_id(project_id))
-            found = self.repo.latest_job(checked_id(project_id))
-            if found is None:
-                raise JobNotFound(f"project {project_id} has no training job yet")
-            job = found
-        else:
-            raise InvalidInput("give a project_id or a job_id")
-        url = (job.progress.get("reports") or {}).get("dataset_report.json")
-        if not isinstance(url, str):
-            raise NotFound(f"job {job.id} ({job.state.value}) has no dataset report: it is "
-                           "written with the model's artifacts when a job succeeds")
-        dest = self.work_root / "reports" / f"{job.id}-{new_id()}.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.blobs.download(url, dest)
-            body: dict[str, Any] = json.loads(dest.read_text())
-        except ValueError as exc:
-            raise StorageError(f"the dataset report of job {job.id} is unreadable: {exc}") \
-                from None
-        finally:
-            dest.unlink(missing_ok=True)
-        return body
+        return self.queries.dataset_report(project_id, job_id)
+
+    def backbones(self) -> dict[str, list[str]]:
+        return self.trainer.backbones()
+
+    def find_backbones(self, text: str | None = None, provider: str | None = None,
+                       pretrained: bool = False, limit: int | None = None,
+                       offset: int = 0) -> BackbonePageView:
+        return self.queries.find_backbones(text, provider, pretrained, limit, offset)
 
     def job(self, job_id: str) -> TrainingJob:
         return self.repo.get_job(job_id)
@@ -608,41 +495,6 @@ class TrainingService:
         """Wait up to `timeout` seconds for notifications still in flight (before a process
         that ran jobs exits)."""
         self.notifier.flush(timeout)
-
-    def backbones(self) -> dict[str, list[str]]:
-        return self.trainer.backbones()
-
-    def find_backbones(self, text: str | None = None, provider: str | None = None,
-                       pretrained: bool = False, limit: int | None = None,
-                       offset: int = 0) -> BackbonePageView:
-        """The backbones whose name holds `text` (or matches it as a glob), of one `provider`,
-        only those with pretrained weights; by provider then name, `limit` from `offset` (all
-        without a limit); and the recommended few that are installed."""
-        if limit is not None and (isinstance(limit, bool) or not 1 <= limit <= MAX_BACKBONES):
-            raise InvalidInput(f"limit must be an integer from 1 to {MAX_BACKBONES} "
-                               f"(got {limit!r})")
-        if isinstance(offset, bool) or offset < 0:
-            raise InvalidInput(f"offset must be an integer of 0 or more (got {offset!r})")
-        catalog = self.trainer.backbone_catalog()
-        counts: dict[str, int] = {}
-        for info in catalog:
-            counts[info.provider] = counts.get(info.provider, 0) + 1
-        if provider is not None and provider not in counts:
-            raise InvalidInput(f"no trainer plugin {provider!r}; installed: "
-                               f"{', '.join(sorted(counts)) or 'none'}")
-        found = sorted((b for b in catalog if matches(b, text, provider, pretrained)),
-                       key=lambda b: (b.provider, b.name))
-        page = found[offset:] if limit is None else found[offset:offset + limit]
-        known = {(b.provider, b.name): b for b in catalog}
-        recommended = [BackboneView(**known[(r.provider, r.name)].model_dump(), size=r.size,
-                                    note=r.note)
-                       for r in RECOMMENDED if (r.provider, r.name) in known]
-        end = offset + len(page)
-        return BackbonePageView(
-            backbones=[BackboneView(**b.model_dump()) for b in page], total=len(found),
-            limit=limit if limit is not None else len(found), offset=offset,
-            next_offset=end if end < len(found) else None, providers=counts,
-            recommended=recommended)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _checked_config(self, *layers: dict[str, Any] | None) -> TrainingConfig:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from training_agent.domain.config import config_json_schema, describe_knobs
 from training_agent.domain.errors import TrainingAgentError
 from training_agent.domain.models import JobState
-from training_agent.domain.service import MAX_PAGE
+from training_agent.domain.queries import MAX_PAGE
 from training_agent.domain.urls import redact_text, redact_url
 from training_agent.domain.verdict import describe_stop, worst_classes
 from training_agent.domain.views import BackbonePageView, JobView, ProgressView, ProjectPageView

@@ -10,7 +10,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from training_agent.domain.models import JobState
-from training_agent.domain.service import MAX_IDEMPOTENCY_KEY_CHARS, MAX_PAGE, TrainingService
+from training_agent.domain.queries import MAX_PAGE
+from training_agent.domain.service import MAX_IDEMPOTENCY_KEY_CHARS, TrainingService
 from training_agent.domain.views import ProjectPageView, ProjectView, StatusView
 
 from ..worker.runner import JobRunner
