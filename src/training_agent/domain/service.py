@@ -266,11 +266,7 @@ class TrainingService:
         job = self.repo.get_job(job_id)
         if not job.active:
             return job
-        step = job.state.value
-        cause = redact_text(cause)
-        job.fail(cause)
-        if self.repo.save_job(job):
-            self._after_failure(job, step, cause, type_name="WorkerLost")
+        self._end_failed(job, redact_text(cause), "WorkerLost")
         return job
 
     def fail_stale(self, max_age: timedelta) -> list[TrainingJob]:
@@ -299,16 +295,13 @@ class TrainingService:
             self._log(project.id, "warning", "training stopped: job cancelled", job_id=job.id)
             self._discard_uploads(job, uploaded)
         except Exception as exc:  # every failure ends the job failed, named and logged
-            step = job.state.value
             # first: on a full disk, the extracted dataset's space lets the failure be recorded
             shutil.rmtree(work, ignore_errors=True)
             # other code's messages may hold a URL: no token reaches the error, logs or chat
             cause = redact_text(failure_cause(exc))
             type_name = "DiskFull" if is_disk_full(exc) else type(exc).__name__
             if job.active:
-                job.fail(cause)
-                if self._save_failure(job):
-                    self._after_failure(job, step, cause, type_name, project.name)
+                self._end_failed(job, cause, type_name, project.name, patient=True)
             self._discard_uploads(job, uploaded)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -476,11 +469,8 @@ class TrainingService:
             try:
                 config = self._checked_config(job.config)
             except InvalidInput as exc:
-                cause = redact_text(f"{type(exc).__name__}: {exc}")
-                step = job.state.value
-                job.fail(cause)
-                if self.repo.save_job(job):
-                    self._after_failure(job, step, cause, type(exc).__name__)
+                self._end_failed(job, redact_text(f"{type(exc).__name__}: {exc}"),
+                                 type(exc).__name__)
                 continue
             job.config = config.model_dump()
             if self.repo.save_job(job):
@@ -646,6 +636,16 @@ class TrainingService:
         else:
             self._log(job.project_id, "info", f"removed {len(urls)} artifacts uploaded before "
                       "the job failed", job_id=job.id, artifacts=shown)
+
+    def _end_failed(self, job: TrainingJob, cause: str, type_name: str,
+                    project_name: str | None = None, *, patient: bool = False) -> None:
+        """End `job` failed with `cause` (already redacted) at the step it is in; when this save is the one that ended it (not cancelled or failed meanwhile), set the
+        project `training_failed`, log the failure and notify. `patient`: retry the save while
+        the store cannot write (a worker recording its own job's failure)."""
+        step = job.state.value
+        job.fail(cause)
+        if self._save_failure(job) if patient else self.repo.save_job(job):
+            self._after_failure(job, step, cause, type_name, project_name)
 
     def _after_failure(
         self, job: TrainingJob, step: str, cause: str, type_name: str,
