@@ -86,3 +86,22 @@ def test_the_claim_rule():
     assert claim_refusal("P", "pending_training", None, startable) is None  # a row's text
     assert "active job" in str(claim_refusal("P", ProjectStatus.PENDING_TRAINING, "J", None))
     assert {s.active for s in JobState} == {True, False}
+
+
+def test_json_columns_are_the_domain_models_dict_fields():
+    """A column added to a model as a dict (optional or not) is stored as JSON by every SQL
+    store with no list to update."""
+    from typing import Any
+
+    from pydantic import BaseModel
+
+    from training_agent.adapters.metadata.rows import JSON_COLUMNS, json_columns
+
+    assert JSON_COLUMNS == {"training_config", "metadata", "details", "config", "progress"}
+
+    class Row(BaseModel):
+        extra: dict[str, Any] | None = None
+        plain: dict = {}  # type: ignore[type-arg]
+        name: str = ""
+
+    assert json_columns(Row) == {"extra", "plain"}

@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from training_agent.domain.models import ACTIVE_STATES
+from pydantic import BaseModel
+
+from training_agent.domain.models import (
+    ACTIVE_STATES,
+    Dataset,
+    LogEntry,
+    ModelRecord,
+    Project,
+    TrainingJob,
+)
 
 ACTIVE_STATE_VALUES = tuple(sorted(s.value for s in ACTIVE_STATES))
-JSON_COLUMNS = ("training_config", "metadata", "details", "config", "progress")
+ROW_MODELS: tuple[type[BaseModel], ...] = (Project, Dataset, TrainingJob, ModelRecord, LogEntry)
+
+
+def _is_dict(annotation: Any) -> bool:
+    """dict, dict[...], or an optional one."""
+    if getattr(annotation, "__origin__", annotation) is dict:
+        return True
+    return any(_is_dict(a) for a in typing.get_args(annotation)
+               if typing.get_origin(annotation) in (typing.Union, types.UnionType))
+
+
+def json_columns(*models: type[BaseModel]) -> frozenset[str]:
+    """The columns stored as JSON: the models' fields typed as a dict (a column added to a
+    model as `dict[str, Any]`, optional or not, is stored as JSON with no list to update)."""
+    return frozenset((f.alias or name) for m in models for name, f in m.model_fields.items()
+                     if _is_dict(f.annotation))
+
+
+JSON_COLUMNS = json_columns(*ROW_MODELS)
 
 
 def ts(value: datetime | None) -> str | None:
