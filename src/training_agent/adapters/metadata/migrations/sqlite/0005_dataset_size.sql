@@ -1,0 +1,2 @@
+-- datasets.size_bytes: the dataset zip's size
+ALTER TABLE datasets ADD COLUMN size_bytes INTEGER;
