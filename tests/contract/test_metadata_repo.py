@@ -61,7 +61,7 @@ def test_latest_dataset_is_the_newest_row(repo):
         repo.latest_dataset(p.id)
     old = Dataset(project_id=p.id, gcs_url="gs://b/old.zip", created_at=utcnow() - timedelta(1))
     new = Dataset(project_id=p.id, gcs_url="s3://b/new.zip", name="new", num_classes=3,
-                  metadata={"source": "upload"}, size_bytes=123_456_789_012)
+                  metadata={"source": "upload"})
     repo.add_dataset(new)
     repo.add_dataset(old)
     assert repo.latest_dataset(p.id) == new

@@ -114,7 +114,6 @@ class Dataset(BaseModel):
     url: str = Field(alias="gcs_url")
     name: str = ""
     num_classes: int | None = None
-    size_bytes: int | None = None  # the dataset zip's size
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
 
