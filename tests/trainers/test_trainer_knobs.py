@@ -189,10 +189,16 @@ def test_compile_wires_torch_compile(tmp_path, tiny_splits, probe, monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", record)
+    sink = Recorder()
     result = probe.trainer.train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
-                                 Recorder())
+                                 sink)
     assert compiled == [probe.run.model] and probe.run.step_model is probe.run.model
-    assert manifest_of(result)["runtime"]["compile"] is True
+    m = manifest_of(result)
+    assert m["runtime"]["compile"] is True
+    # the compilation's cost is said: the first step's time, in the timings and the log
+    assert m["timings"]["first_step_seconds"] > 0
+    assert any(e.message and e.message.startswith("torch.compile: the first step took")
+               for e in sink.events)
     monkeypatch.undo()
     compiled.clear()
     probe.trainer.train(make_request(tmp_path / "b", tiny_splits, epochs=1), Recorder())

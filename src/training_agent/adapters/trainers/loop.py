@@ -385,11 +385,21 @@ class TrainingRun:
             self.schedule.step()
             n = int((y != IGNORE).sum())
             total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
+            if done_steps == 0 and step == 1:  # this process's first step
+                self._first_step(time.monotonic() - t0)
             timed_out = self._step_report(epoch, step, total, t0, t_train, budget, done_steps)
             if timed_out:
                 break
         total = dist.sum(total)
         return float(total[0] / max(1.0, float(total[1]))), int(total[1]), timed_out
+
+    def _first_step(self, seconds: float) -> None:
+        """The first step's time is in the timings; with `compile` it is mostly the
+        compilation, and the job's log says so (docs/trainer.md: when compiling pays)."""
+        self.timings["first_step_seconds"] = round(seconds, 3)
+        if self.cfg.compile:
+            self._say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
+                      "included; it pays only on long jobs (docs/trainer.md)")
 
     def _step_report(self, epoch: int, step: int, total: torch.Tensor, t0: float,
                      t_train: float, budget: float, done_steps: int) -> bool:
