@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from training_agent.adapters.trainers import loop
-from training_agent.adapters.trainers.evaluation import accuracy
+from training_agent.adapters.trainers.evaluation import accuracy, confusion
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.domain.archive import build_splits, extract_dataset
 from training_agent.domain.config import TrainingConfig
@@ -59,31 +59,31 @@ class Clock:
 
 
 def ours(work: Path, splits: DatasetSplits, family: str, seed: int) -> dict[str, Any]:
-    clock, curve = Clock(), []
-    original = loop.TrainingRun._report
+    clock, curve, runs = Clock(), [], []
 
-    def probe(run: loop.TrainingRun, p: EpochProgress) -> None:
+    def test_accuracy(run: loop.TrainingRun) -> float:
+        cm, _ = confusion(run.model, run.data["test"], run.transform.eval, run.num_classes,
+                          run.batch * 2, run.device, run.autocast, run.dist.sum)
+        return accuracy(cm)
+
+    def sink(p: EpochProgress) -> None:  # the trainer's progress: after each epoch, a test
+        if p.step is not None or p.message is not None:
+            return
         wall = clock.now()
         with clock.paused():
-            acc = accuracy(run._confusion("test")[0])
+            acc = test_accuracy(runs[0])
         curve.append({"epoch": p.epoch, "seconds": round(wall, 2), "test": round(acc, 4),
                       "val": round(p.val_accuracy or 0.0, 4),
                       "images": p.epoch * len(splits.train)})
         print(f"  ours {family} seed {seed} {curve[-1]}", flush=True)
-        original(run, p)
 
-    loop.TrainingRun._report = probe  # type: ignore[method-assign]
-    try:
-        req = TrainRequest(
-            job_id=f"quality-{family}-{seed}", project_id=f"quality-{family}-{seed}",
-            project_name=family, config=TrainingConfig(pretrained=False, device="cpu",
-                                                       seed=seed), splits=splits,
-            work_dir=work / "work", out_dir=work / f"out-{family}-{seed}",
-            checkpoint_dir=work / f"ckpt-{family}-{seed}", dataset_url=f"file:///{family}.zip",
-            dataset_sha256="0" * 64)
-        result = PyTorchTrainer().train(req, lambda p: None)
-    finally:
-        loop.TrainingRun._report = original  # type: ignore[method-assign]
+    req = TrainRequest(
+        job_id=f"quality-{family}-{seed}", project_id=f"quality-{family}-{seed}",
+        project_name=family, config=TrainingConfig(pretrained=False, device="cpu", seed=seed),
+        splits=splits, work_dir=work / "work", out_dir=work / f"out-{family}-{seed}",
+        checkpoint_dir=work / f"ckpt-{family}-{seed}", dataset_url=f"file:///{family}.zip",
+        dataset_sha256="0" * 64)
+    result = PyTorchTrainer(on_ready=runs.append).train(req, sink)
     manifest = json.loads(result.artifacts["manifest.json"].read_text())
     return {"curve": curve, "test": result.metrics["test_accuracy"],
             "epochs": result.epochs_run, "stop": result.metrics["stop_reason"],
