@@ -88,8 +88,9 @@ def trainer_environment(settings: Settings) -> dict[str, Any]:
                    settings.transformers_offline))
     plugins = None if settings.plugins is None else tuple(
         n.strip() for n in settings.plugins.split(",") if n.strip())
+    cache_home = Path(settings.xdg_cache_home) if settings.xdg_cache_home else None
     return {"plugins": plugins, "offline": offline, "cache_gb": settings.cache_gb,
-            "cache_home": Path(settings.xdg_cache_home) if settings.xdg_cache_home else None, "world_size": settings.world_size,
+            "cache_home": cache_home, "world_size": settings.world_size,
             "local_rank": settings.local_rank, "local_world_size": settings.local_world_size}
 
 

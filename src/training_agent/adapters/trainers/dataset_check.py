@@ -109,8 +109,14 @@ def pooled(images: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hash bits, blank flags and thumbnails (on the CPU) of uint8 images, from `pooled`."""
+    x = pooled(images)
+    return dhash_bits(x), blank_flags(x), thumbnails(x)
+
+
 def dhash_bits(images: torch.Tensor) -> torch.Tensor:
-    """N x 128 bool: a difference hash of each uint8 N x 3 x H x W image (grey, area-resized
+    """N x 128 bool: a difference hash of each N x 3 x H x W image (grey, area-resized
     to 9x8 and 8x9; a bit says whether a cell is brighter than its right / lower neighbour)."""
     if len(images) == 0:
         return torch.zeros(0, 128, dtype=torch.bool)
@@ -243,19 +249,15 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
         chosen = px.images[torch.tensor(keep, device=px.images.device)] \
             if len(keep) != len(rows) else px.images
         for lo in range(0, len(index), CHUNK):  # bounded float copies of a large cache
-            part = pooled(chosen[lo:lo + CHUNK])
-            bits[index[lo:lo + CHUNK]] = dhash_bits(part)
-            blank[index[lo:lo + CHUNK]] = blank_flags(part)
-            thumbs[index[lo:lo + CHUNK]] = thumbnails(part)
+            at = index[lo:lo + CHUNK]
+            bits[at], blank[at], thumbs[at] = _features(chosen[lo:lo + CHUNK])
         known[index] = True
         device = px.images.device
     missing = [i for i in range(len(items)) if not known[i] and items[i].error is None]
     if missing:
         array, ok, _ = decode_many([items[i].path for i in missing], HASH_SIZE, threads)
         done = torch.tensor([missing[k] for k in ok], dtype=torch.long)
-        decoded = pooled(torch.from_numpy(array))
-        bits[done], blank[done] = dhash_bits(decoded), blank_flags(decoded)
-        thumbs[done] = thumbnails(decoded)
+        bits[done], blank[done], thumbs[done] = _features(torch.from_numpy(array))
         known[done] = True
     for i in range(len(items)):
         if not known[i] and items[i].error is None:

@@ -209,7 +209,6 @@ class TrainingRun:
             self.batch_info["lr_rule"] = batching.LR_RULE
         self.optimizer = make_optimizer(model, cfg, self.lr)
         self._plan = EpochPlan(cfg, self.steps, self.optimizer, self.has_val, self._say)
-        self.schedule = self._plan.schedule
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         # what the training step calls: the model, wrapped for DDP and/or compiled
         self.step_model: torch.nn.Module = model
@@ -259,7 +258,7 @@ class TrainingRun:
             return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
+        self.plan.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
         self.history = list(state["history"])
@@ -286,7 +285,7 @@ class TrainingRun:
             return
         self.writer.save(self.req.checkpoint_dir, {
             "fingerprint": self.fingerprint, "epoch": epoch, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.plan.schedule.state_dict(),
             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state(),
             "history": self.history, "best": self.best,
             "plan": {**self.plan.state_dict(), "improved_at": self.improved_at},
@@ -382,7 +381,7 @@ class TrainingRun:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.schedule.step()
+            self.plan.schedule.step()
             n = int((y != IGNORE).sum())
             total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
             if done_steps == 0 and step == 1:  # this process's first step

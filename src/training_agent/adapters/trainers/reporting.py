@@ -52,7 +52,7 @@ def start_dataset_check(run: Any) -> None:
 def finish_dataset_check(run: Any) -> None:
     """Wait for the dataset check (after the first epoch's steps; a second call does
     nothing), keep its report and say its summary line."""
-    future, run.dataset_check = getattr(run, "dataset_check", None), None
+    future, run.dataset_check = run.dataset_check, None
     if future is None:
         return
     report, seconds = future.result()

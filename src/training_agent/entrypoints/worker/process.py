@@ -68,8 +68,12 @@ class Outcome:
     """How `run_job_here` ended: the job as last seen, and the interruption, if one."""
 
     job: TrainingJob | None
-    interrupted: str | None = None
     error: BaseException | None = None  # the KeyboardInterrupt or SystemExit itself
+
+    @property
+    def interrupted(self) -> str | None:
+        """The signal that interrupted the job ("SIGINT", "SIGTERM", "exit N"), if one."""
+        return interruption(self.error) if self.error is not None else None
 
 
 def run_job_here(service: TrainingService, job_id: str, owner: str, *,
@@ -98,8 +102,7 @@ def run_job_here(service: TrainingService, job_id: str, owner: str, *,
                 raise
             for sig in handlers:  # a second signal must not cut the failing short
                 signal.signal(sig, signal.SIG_IGN)
-            cause = interruption(exc)
-            return Outcome(service.fail_job(job_id, f"interrupted by {cause}"), cause, exc)
+            return Outcome(service.fail_job(job_id, f"interrupted by {interruption(exc)}"), exc)
     finally:
         service.flush_notifications(NOTIFY_FLUSH_SECONDS)
         for sig, handler in handlers.items():
