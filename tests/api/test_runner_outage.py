@@ -60,7 +60,7 @@ def test_the_runner_never_sweeps_its_own_live_worker_as_stale(make_agent):
     job = repo.get_job(job_id)
     job.heartbeat_at = job.heartbeat_at - timedelta(minutes=10)  # type: ignore[operator]
     assert repo.save_job(job)
-    agent.runner._sweep_stale()
+    agent.runner._dispatcher.sweep_stale()
     assert repo.get_job(job_id).active
     assert agent.status(pid)["project_status"] == "training"
     agent.client.post(f"/agents/training/cancel/{pid}")
