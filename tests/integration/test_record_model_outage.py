@@ -79,7 +79,7 @@ def test_the_postgres_store_says_when_it_cannot_be_reached(tmp_path):
         repo = PostgresMetadataRepo(pg.dsn, wait_timeout=1.0)
         try:
             with pytest.raises(MetadataError) as refused:
-                repo._one("SELECT * FROM no_such_table")
+                repo._db.one("SELECT * FROM no_such_table")
             assert not refused.value.unreachable
             pg.stop()
             with pytest.raises(MetadataError) as away:

@@ -26,7 +26,8 @@ MISSING = {"postgres": "psycopg_pool", "supabase": "supabase", "gcs": "google.au
 
 def without(extra: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, MISSING[extra], None)
-    monkeypatch.delitem(sys.modules, ADAPTERS[extra], raising=False)  # imported afresh
+    for name in [m for m in sys.modules if m.startswith(ADAPTERS[extra])]:
+        monkeypatch.delitem(sys.modules, name)  # the adapter's modules, imported afresh
 
 
 @pytest.fixture

@@ -20,7 +20,17 @@ from training_agent.domain.models import (
 from training_agent.domain.ports import MetadataRepo
 
 
-class InMemoryMetadataRepo(MetadataRepo):
+def _saved(stored: TrainingJob, job: TrainingJob) -> TrainingJob:
+    """`stored` with the fields a save writes taken from `job`."""
+    saved = job.model_copy(deep=True)
+    return stored.model_copy(update={
+        **{f: getattr(saved, f) for f in JOB_SAVED_FIELDS},
+        "started_at": saved.started_at or stored.started_at})
+
+
+class InMemoryTables:
+    """The rows, as models under one lock, and the failures a test asks for."""
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.projects: dict[str, Project] = {}
@@ -33,6 +43,10 @@ class InMemoryMetadataRepo(MetadataRepo):
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail_on:
             raise self.fail_on[name]
+
+
+class InMemoryProjects(InMemoryTables, MetadataRepo):
+    """InMemoryMetadataRepo's projects and datasets."""
 
     def add_project(self, project: Project) -> Project:
         with self._lock:
@@ -78,6 +92,11 @@ class InMemoryMetadataRepo(MetadataRepo):
                     dataset.num_classes = num_classes
                     return
         raise DatasetNotFound(dataset_id)
+
+
+class InMemoryMetadataRepo(InMemoryProjects):
+    """The fake for unit tests: jobs, models and logs here; projects and datasets in
+    InMemoryProjects; the rows in InMemoryTables."""
 
     def _active(self, project_id: str) -> TrainingJob | None:
         return next((j for j in self.jobs.values() if j.project_id == project_id and j.active),
@@ -134,16 +153,8 @@ class InMemoryMetadataRepo(MetadataRepo):
                 raise JobNotFound(f"job {job.id}")
             if not stored.active:
                 return False
-            self.jobs[job.id] = self._saved(stored, job)
+            self.jobs[job.id] = _saved(stored, job)
             return True
-
-    @staticmethod
-    def _saved(stored: TrainingJob, job: TrainingJob) -> TrainingJob:
-        """`stored` with the fields a save writes taken from `job`."""
-        saved = job.model_copy(deep=True)
-        return stored.model_copy(update={
-            **{f: getattr(saved, f) for f in JOB_SAVED_FIELDS},
-            "started_at": saved.started_at or stored.started_at})
 
     def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
         with self._lock:
@@ -169,7 +180,7 @@ class InMemoryMetadataRepo(MetadataRepo):
                 raise model_not_recorded(job.id)
             self.models.append(model.model_copy(deep=True))
             self.projects[job.project_id].status = ProjectStatus.PENDING_EVALUATION
-            self.jobs[job.id] = self._saved(stored, job)
+            self.jobs[job.id] = _saved(stored, job)
 
     def list_models(self, project_id: str) -> list[ModelRecord]:
         with self._lock:

@@ -21,3 +21,8 @@ def migration_files(dialect: str) -> list[Traversable]:
     if not folder.is_dir():
         raise FileNotFoundError(f"no {dialect} migrations shipped at {folder}")
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+def pending_migrations(dialect: str, done: set[str]) -> list[Traversable]:
+    """The shipped migrations whose names `done` (schema_migrations' versions) lacks, in order."""
+    return [f for f in migration_files(dialect) if f.name not in done]

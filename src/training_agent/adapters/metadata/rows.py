@@ -17,6 +17,7 @@ from training_agent.domain.models import (
     LogEntry,
     ModelRecord,
     Project,
+    ProjectStatus,
     TrainingJob,
 )
 
@@ -78,3 +79,16 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def projects_with_jobs(projects: list[dict[str, Any]], latest: dict[str, dict[str, Any]]
+                       ) -> list[tuple[Project, TrainingJob | None]]:
+    """Project rows as models, each with the model of its latest job's row in `latest` (by
+    project id), or None: a page of list_projects."""
+    return [(Project.model_validate(p), TrainingJob.model_validate(latest[p["id"]])
+             if p["id"] in latest else None) for p in projects]
+
+
+def status_values(allowed: frozenset[ProjectStatus] | None) -> list[str] | None:
+    """A claim's allowed project statuses as the SQL functions take them (None: any)."""
+    return sorted(s.value for s in allowed) if allowed is not None else None
