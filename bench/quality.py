@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from training_agent.adapters.trainers import loop
-from training_agent.adapters.trainers.evaluation import accuracy, confusion
+from training_agent.adapters.trainers.evaluation import accuracy
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.domain.archive import build_splits, extract_dataset
 from training_agent.domain.config import TrainingConfig
@@ -62,8 +62,7 @@ def ours(work: Path, splits: DatasetSplits, family: str, seed: int) -> dict[str,
     clock, curve, runs = Clock(), [], []
 
     def test_accuracy(run: loop.TrainingRun) -> float:
-        cm, _ = confusion(run.model, run.data["test"], run.transform.eval, run.num_classes,
-                          run.batch * 2, run.device, run.autocast, run.dist.sum)
+        cm, _ = run.learner.confusion(run.ctx, run.data, "test")
         return accuracy(cm)
 
     def sink(p: EpochProgress) -> None:  # the trainer's progress: after each epoch, a test

@@ -216,33 +216,34 @@ def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str,
         limit.append(bare())
         last.update(epoch=p.epoch, step=p.step, t=time.perf_counter())
 
-    # training-epoch throughput: each epoch's training loop (TrainingRun._epoch: batches,
+    # training-epoch throughput: each epoch's training loop (the run's `loop.epoch`: batches,
     # augmentation, steps, scheduler, progress) timed whole, minus the bare steps the sink ran
-    # inside it; the one-time decode and the per-epoch validation are outside _epoch.
+    # inside it; the one-time decode and the per-epoch validation are outside it. The trainer's
+    # on_ready hands over each run: its loop's epoch is wrapped there.
     epoch_rates: list[float] = []
     epoch_totals = [0, 0.0]
-    original_epoch = loop.TrainingRun._epoch
 
-    def timed_epoch(run: loop.TrainingRun, *args: Any) -> Any:
-        bare_before, t = sum(limit), time.perf_counter()
-        out = original_epoch(run, *args)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t - (sum(limit) - bare_before)
-        epoch_rates.append(out[1] / seconds)
-        epoch_totals[0] += out[1]
-        epoch_totals[1] += seconds
-        return out
+    def timed(run: loop.TrainingRun) -> None:
+        original_epoch = run.loop.epoch
+
+        def timed_epoch(*args: Any) -> Any:
+            bare_before, t = sum(limit), time.perf_counter()
+            out = original_epoch(*args)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t - (sum(limit) - bare_before)
+            epoch_rates.append(out[1] / seconds)
+            epoch_totals[0] += out[1]
+            epoch_totals[1] += seconds
+            return out
+
+        run.loop.epoch = timed_epoch  # type: ignore[method-assign]
 
     req = request(work, splits, f"eff-{device.type}", pretrained=False, epochs=epochs,
                   early_stopping_patience=None, device=str(device.type))
-    loop.TrainingRun._epoch = timed_epoch
-    try:
-        t0 = time.perf_counter()
-        result = PyTorchTrainer().train(req, sink)
-        wall = time.perf_counter() - t0 - sum(limit)
-    finally:
-        loop.TrainingRun._epoch = original_epoch
+    t0 = time.perf_counter()
+    result = PyTorchTrainer(on_ready=timed).train(req, sink)
+    wall = time.perf_counter() - t0 - sum(limit)
     manifest = json.loads(result.artifacts["manifest.json"].read_text())
     assert manifest["input"]["image_size"] == size
     med = statistics.median

@@ -52,10 +52,10 @@ def test_a_job_says_which_weights_it_hands_back(tmp_path, tiny_splits, monkeypat
                                                 best_epoch, kept_last):
     """Through a whole run (validation accuracy scripted per epoch): the choice is the
     metrics' best_epoch and, when the last epoch wins, a progress message."""
-    from training_agent.adapters.trainers import loop
+    from training_agent.adapters.trainers import epoch_loop
 
-    values, real = iter(script), loop.accuracy
-    monkeypatch.setattr(loop, "accuracy", lambda cm: next(values, None) or real(cm))
+    values, real = iter(script), epoch_loop.accuracy
+    monkeypatch.setattr(epoch_loop, "accuracy", lambda cm: next(values, None) or real(cm))
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs=4, early_stopping_patience=None), sink)

@@ -68,15 +68,15 @@ def test_a_second_cycle_runs_its_length_before_it_is_judged(tmp_path, tiny_split
     """Patience cuts the first cycle only. A second cycle starts at the full rate again, so its
     first epochs score below the first cycle's cooled-down best; it still runs its 5 epochs,
     and training stops (plateau) because it did not beat the first."""
-    from training_agent.adapters.trainers import loop
+    from training_agent.adapters.trainers import epoch_loop
 
     script = iter([0.2, 0.3, 0.4, 0.5, 0.6] + [0.3] * 5)  # validation accuracy per epoch
-    real = loop.accuracy
+    real = epoch_loop.accuracy
 
     def scripted(cm):
         return next(script, None) or real(cm)
 
-    monkeypatch.setattr(loop, "accuracy", scripted)
+    monkeypatch.setattr(epoch_loop, "accuracy", scripted)
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,

@@ -1,5 +1,6 @@
-"""Distributed data parallel on 2 CPU processes (gloo) launched by torchrun through the
-service: both ranks end with identical weights; one upload, one models row, one success."""
+"""Distributed data parallel on 2 CPU processes (gloo) launched by torchrun: rank 0 runs the
+job through the service, the follower only the training loop; both ranks end with identical
+weights; one upload, one models row, one success."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ class FlushRecorder(InMemoryNotifier):
 def keep_final_weights(run):
     """Called once the run is set up (the trainer's on_ready): its weights as the process
     ends are the ones the run handed back."""
-    atexit.register(lambda: torch.save(run.model.state_dict(),
-                                       HOME / f"rank{run.dist.rank}.pt"))
+    atexit.register(lambda: torch.save(run.learner.model.state_dict(),
+                                       HOME / f"rank{run.ctx.dist.rank}.pt"))
 
 
 def build_service():
@@ -155,7 +156,9 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     assert manifest["runtime"]["world_size"] == 2
     assert manifest["dataset"]["counts"] == {"train": 36, "val": 12, "test": 12}
     assert manifest["metrics"]["test_accuracy"] == models[0].accuracy
-    assert not (home / "work" / "rank-1" / "checkpoints").exists()
+    # the follower trained on rank 0's extracted dataset: no download, extraction or
+    # checkpoint of its own
+    assert not (home / "work" / "rank-1").exists()
 
 
 def test_cli_train_with_nproc_per_node(tmp_path):
@@ -178,3 +181,58 @@ def test_cli_train_with_nproc_per_node(tmp_path):
     view = json.loads(cli("status", project_id, "--json").stdout)
     assert view["project_status"] == "pending_evaluation"
     assert view["job"]["state"] == "succeeded" and view["job"]["model_url"].endswith("model.pth")
+
+
+def test_a_follower_on_another_machine_fetches_the_same_dataset(tmp_path):
+    """Where rank 0's extracted dataset is not readable (another node), a follower downloads
+    the zip from its URL, checks it is the same (sha256) and extracts it with the same intake:
+    the same classes and the same split, file by file."""
+    from training_agent.domain.errors import TrainingAgentError
+    from training_agent.domain.service import sha256_of
+
+    from .conftest import make_request, splits_of
+
+    data = make_dataset_zip(tmp_path / "shapes.zip", per_class={"train": 10, "test": 2})
+    rank0 = splits_of(data, tmp_path / "rank0")  # no val/: 15 % of train/ held out by seed
+    request = make_request(tmp_path, rank0).model_copy(update={
+        "dataset_url": data.as_uri(), "dataset_sha256": sha256_of(data)})
+    svc = service(tmp_path / "home")
+    assert distributed.local_request(svc, request, tmp_path / "node1") is request  # readable
+
+    gone = request.model_copy(update={"splits": rank0.model_copy(
+        update={"root": tmp_path / "elsewhere"})})
+    local = distributed.local_request(svc, gone, tmp_path / "node1").splits
+    assert local.root == tmp_path / "node1" / "data" and local.class_names == rank0.class_names
+
+    def names(items):
+        return [(p.relative_to(p.parents[2]).as_posix(), label) for p, label in items]
+
+    for split in ("train", "val", "test"):
+        assert names(getattr(local, split)) == names(getattr(rank0, split))
+    assert not (tmp_path / "node1" / "dataset.zip").exists()
+
+    changed = gone.model_copy(update={"dataset_sha256": "f" * 64})
+    with pytest.raises(TrainingAgentError, match="changed while the job ran"):
+        distributed.local_request(svc, changed, tmp_path / "node2")
+
+
+def test_a_job_that_fails_before_training_stops_every_rank(tmp_path):
+    """Rank 0's job fails while it downloads (the dataset is gone): rank 0 tells the waiting
+    follower that nothing will train, and the command ends failed instead of hanging."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "ddp_factory.py").write_text(textwrap.dedent(FACTORY))
+    data = make_dataset_zip(tmp_path / "shapes.zip")
+    project = service(home).create_project("shapes", data.as_uri())
+    data.unlink()
+    env = {**os.environ, "DDP_TEST_HOME": str(home), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "training_agent.entrypoints.distributed", project.id,
+         "--nproc-per-node", "2", "--service-factory", "ddp_factory:build_service"],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    job = service(home).repo.latest_job(project.id)
+    assert job is not None and job.state.value == "failed"
+    assert job.error and job.error.startswith("BlobNotFound")
+    assert not (home / "work" / "rank-1").exists()

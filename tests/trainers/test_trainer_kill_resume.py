@@ -33,15 +33,15 @@ from training_agent.entrypoints.cli import main
 
 built = pytorch.PyTorchTrainer.__init__
 
-def slow(run):  # the trainer's on_ready: every step's progress report goes through run.sink
-    report = run.sink
+def slow(run):  # the trainer's on_ready: every step's progress report goes through run.ctx.sink
+    report = run.ctx.sink
 
     def sink(p):
         if p.epoch >= 3 and p.step is not None and p.step >= 2:
             time.sleep(5)
         report(p)
 
-    run.sink = sink
+    run.ctx.sink = sink
 
 def build(self, *args, **kwargs):
     built(self, *args, **{**kwargs, "on_ready": slow})

@@ -34,7 +34,7 @@ class Probe:
         self.trainer = PyTorchTrainer(on_ready=self.ready)
 
     def ready(self, run: loop.TrainingRun) -> None:
-        first = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+        first = next(m for m in run.learner.model.modules() if isinstance(m, torch.nn.Conv2d))
         first.register_forward_hook(lambda m, i, out: self.forward.add(
             (out.dtype, torch.is_autocast_enabled("cpu"))))
         self.runs.append(run)
@@ -60,13 +60,13 @@ def test_sgd_lr_decay_smoothing_no_augment_fixed_size_batch_warmup(tmp_path, tin
         label_smoothing=0.2, augment="none", image_size=40, batch_size=5, warmup_epochs=2,
         early_stopping_patience=None), Recorder())
     run, m = probe.run, manifest_of(result)
-    opt = run.optimizer
+    opt = run.learner.optimizer
     assert type(opt) is torch.optim.SGD
     assert [g["initial_lr"] for g in opt.param_groups] == [0.05, 0.05]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]  # no decay on norms/biases
     assert all(g["momentum"] == 0.9 and g["nesterov"] for g in opt.param_groups)
-    assert run.criterion.label_smoothing == 0.2
-    assert run.transform.preset == "none"
+    assert run.learner.criterion.label_smoothing == 0.2
+    assert run.learner.transform.preset == "none"
     assert m["config"]["lr"] == 0.05 and m["config"]["optimizer"] == "sgd"
     # image_size 40: the decoded cache, the manifest and the model input all use it
     assert run.data["train"].images.shape[-2:] == (40, 40)
@@ -84,11 +84,11 @@ def test_adam_no_decay_no_smoothing_strong_augment_no_warmup(tmp_path, tiny_spli
         tmp_path, tiny_splits, epochs=2, optimizer="adam", lr=0.002, weight_decay=0.0,
         label_smoothing=0.0, augment="strong", warmup_epochs=0), Recorder())
     run = probe.run
-    assert type(run.optimizer) is torch.optim.Adam
-    assert [g["initial_lr"] for g in run.optimizer.param_groups] == [0.002, 0.002]
-    assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.0, 0.0]
-    assert run.criterion.label_smoothing == 0.0
-    assert run.transform.preset == "strong"
+    assert type(run.learner.optimizer) is torch.optim.Adam
+    assert [g["initial_lr"] for g in run.learner.optimizer.param_groups] == [0.002, 0.002]
+    assert [g["weight_decay"] for g in run.learner.optimizer.param_groups] == [0.0, 0.0]
+    assert run.learner.criterion.label_smoothing == 0.0
+    assert run.learner.transform.preset == "strong"
     # from scratch: held at the full rate, then down to 0 over the last 30 % of the 6 steps
     lrs = [h["lr"] for h in result.metrics["history"]]
     assert lrs[0] == pytest.approx(0.002)
@@ -121,10 +121,11 @@ def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny
         tmp_path, tiny_splits, epochs=1, augment="light", image_size="auto",
         device="cpu"), Recorder())
     run, m = probe.run, manifest_of(result)
-    assert type(run.optimizer) is torch.optim.AdamW
-    assert [g["initial_lr"] for g in run.optimizer.param_groups] == [1e-3, 1e-3]
-    assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.05, 0.0]
-    assert run.criterion.label_smoothing == 0.0 and run.transform.preset == "light"  # scratch
+    assert type(run.learner.optimizer) is torch.optim.AdamW
+    assert [g["initial_lr"] for g in run.learner.optimizer.param_groups] == [1e-3, 1e-3]
+    assert [g["weight_decay"] for g in run.learner.optimizer.param_groups] == [0.05, 0.0]
+    assert run.learner.criterion.label_smoothing == 0.0  # from scratch
+    assert run.learner.transform.preset == "light"
     assert m["config"]["label_smoothing"] == 0.0 and m["config"]["augment"] == "light"
     assert m["config"]["image_size"] == m["input"]["image_size"] == 32
     assert m["config"]["precision"] == m["runtime"]["precision"] == "fp32"
@@ -149,7 +150,7 @@ def test_image_size_auto_with_pretrained_weights_is_the_backbones_size(tmp_path,
     loaded: dict[str, torch.Tensor] = {}
 
     def keep_initial(run: loop.TrainingRun) -> None:  # before the first step
-        loaded.update({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+        loaded.update({k: v.detach().clone() for k, v in run.learner.model.state_dict().items()})
 
     result = PyTorchTrainer(on_ready=keep_initial).train(make_request(
         tmp_path, tiny_splits, epochs=1, backbone="mobilenet_v3_small", pretrained=True,
@@ -192,7 +193,8 @@ def test_compile_wires_torch_compile(tmp_path, tiny_splits, probe, monkeypatch):
     sink = Recorder()
     result = probe.trainer.train(make_request(tmp_path, tiny_splits, epochs=1, compile=True),
                                  sink)
-    assert compiled == [probe.run.model] and probe.run.step_model is probe.run.model
+    learner = probe.run.learner
+    assert compiled == [learner.model] and learner.step_model is learner.model
     m = manifest_of(result)
     assert m["runtime"]["compile"] is True
     # the compilation's cost is said: the first step's time, in the timings and the log

@@ -189,7 +189,6 @@ class TrainResult(BaseModel):
     class_names: list[str]
     artifacts: dict[str, Path]  # file name -> local path; must hold model.pth and manifest.json
     weights_sha256: str
-    primary: bool = True  # False on non-zero ranks of distributed training: they upload nothing
 
 
 class BackboneInfo(BaseModel):

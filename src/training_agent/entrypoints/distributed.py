@@ -6,157 +6,94 @@ the other ranks train their share and write nothing.
         --nnodes 2 --node-rank 0 --rdzv-endpoint host:29400 --rdzv-id job42  (see docs/distributed.md)
 
 `launch` starts `torch.distributed.run` (torchrun) with this module as each rank's program;
-`run_rank` is what each rank does: join the process group, rank 0 starts (claims) the job and
-broadcasts its id, every rank runs it through the same TrainingService, the non-zero ranks with
-a metadata store, notifier and blob store that write nothing and a work folder of their own."""
+`run_rank` is what each rank does: rank 0 starts (claims) the job and runs it through the
+TrainingService like any job; its trainer hands the training request to the other ranks, which
+run only the training loop (adapters/trainers/ranks.py)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
-import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from training_agent.domain import archive
 from training_agent.domain.errors import TrainingAgentError
-from training_agent.domain.models import JobState, ProjectStatus, TrainingJob
-from training_agent.domain.ports import BlobStore, MetadataRepo, Notification, Notifier
-from training_agent.domain.service import TrainingService
+from training_agent.domain.models import TrainingJob
+from training_agent.domain.ports import TrainRequest
+from training_agent.domain.service import TrainingService, sha256_of
 
-log = logging.getLogger("training_agent.distributed")
 DEFAULT_FACTORY = "training_agent.entrypoints.distributed:container_service"
-
-
-class FollowerRepo(MetadataRepo):
-    """Reads through to the real store; writes nothing (rank 0 owns the job's state)."""
-
-    def __init__(self, inner: MetadataRepo) -> None:
-        self.inner = inner
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def add_project(self, project: Any) -> Any:
-        raise TrainingAgentError("a follower rank creates no projects")
-
-    def get_project(self, project_id: str) -> Any:
-        return self.inner.get_project(project_id)
-
-    def list_projects(self, limit: int, offset: int = 0) -> list[tuple[Any, TrainingJob | None]]:
-        return self.inner.list_projects(limit, offset)
-
-    def set_project_status(self, project_id: str, status: ProjectStatus) -> None:
-        return None
-
-    def add_dataset(self, dataset: Any) -> Any:
-        raise TrainingAgentError("a follower rank adds no datasets")
-
-    def latest_dataset(self, project_id: str) -> Any:
-        return self.inner.latest_dataset(project_id)
-
-    def set_dataset_classes(self, dataset_id: str, num_classes: int) -> None:
-        return None  # rank 0 records it
-
-    def claim_job(self, job: TrainingJob, allowed: Any) -> TrainingJob:
-        raise TrainingAgentError("a follower rank claims no jobs")
-
-    def claim_next_pending(self, worker_id: str) -> TrainingJob | None:
-        return None
-
-    def get_job(self, job_id: str) -> TrainingJob:
-        # the follower walks its own copy of the job from the start, whatever step rank 0 is at
-        return self.inner.get_job(job_id).model_copy(update={"state": JobState.QUEUED})
-
-    def latest_job(self, project_id: str) -> TrainingJob | None:
-        return self.inner.latest_job(project_id)
-
-    def job_for_idempotency_key(self, key: str) -> TrainingJob | None:
-        return self.inner.job_for_idempotency_key(key)
-
-    def save_job(self, job: TrainingJob) -> bool:
-        return True  # cancellation reaches followers from rank 0 through the process group
-
-    def active_jobs(self) -> list[TrainingJob]:
-        return self.inner.active_jobs()
-
-    def touch_job(self, job_id: str, worker_id: str | None = None) -> bool:
-        return True  # rank 0 beats for the job
-
-    def record_model(self, model: Any, job: TrainingJob) -> None:
-        return None
-
-    def list_models(self, project_id: str) -> list[Any]:
-        return self.inner.list_models(project_id)
-
-    def add_log(self, entry: Any) -> None:
-        # not stored (rank 0 writes the job's logs), but a follower's own failure must be seen
-        if entry.level in ("warning", "error"):
-            log.warning("rank %s: %s", os.environ.get("RANK", "?"), entry.message)
-
-    def recent_logs(self, project_id: str, limit: int = 20) -> list[Any]:
-        return self.inner.recent_logs(project_id, limit)
-
-
-class SilentNotifier(Notifier):
-    def notify(self, notification: Notification) -> None:
-        return None
-
-
-class ReadOnlyBlobs(BlobStore):
-    def __init__(self, inner: BlobStore) -> None:
-        self.inner = inner
-
-    def download(self, url: str, dest: Path) -> int:
-        return self.inner.download(url, dest)
-
-    def upload(self, src: Path, url: str) -> str:
-        raise TrainingAgentError("a follower rank uploads nothing")
-
-
-def follower(service: TrainingService, rank: int) -> TrainingService:
-    return dataclasses.replace(
-        service, repo=FollowerRepo(service.repo), notifier=SilentNotifier(),
-        blobs=ReadOnlyBlobs(service.blobs), work_root=service.work_root / f"rank-{rank}",
-    )
 
 
 def run_rank(service: TrainingService, project_id: str, overrides: dict[str, Any] | None = None,
              force: bool = False,
-             on_progress: Callable[[TrainingJob], None] | None = None) -> TrainingJob:
-    """One rank's part of a distributed job (inside torchrun). Returns the job as this rank
-    last saw it: rank 0's is the real one."""
-    import torch
-    import torch.distributed as dist
+             on_progress: Callable[[TrainingJob], None] | None = None) -> TrainingJob | None:
+    """One rank's part of a distributed job (inside torchrun). Rank 0 starts (claims) the job
+    and runs it through `service`, and returns it; the other ranks run only the training loop
+    on the request rank 0's trainer hands them (adapters/trainers/ranks.py), and return None."""
+    from training_agent.adapters.trainers import ranks
 
-    from training_agent.adapters.trainers import environment
-    from training_agent.adapters.trainers.distributed import init_process_group
-
-    use_cuda = torch.cuda.is_available() and (overrides or {}).get("device", "auto") != "cpu"
-    if use_cuda:
-        torch.cuda.set_device(environment.current().local_rank)
-    init_process_group(use_cuda)
-    rank = dist.get_rank()
+    joined = ranks.join()
     try:
-        box: list[Any] = [None]
-        if rank == 0:
-            try:
-                box[0] = service.start(project_id, overrides, force=force).id
-            except Exception as exc:  # every rank must hear why nothing will run
-                box[0] = exc
-        dist.broadcast_object_list(box, src=0)
-        if isinstance(box[0], Exception):
-            raise box[0]
-        job_id = str(box[0])
-        if rank == 0:
+        if not joined.primary:
+            job_id = joined.share(None)  # None: rank 0's start was refused
+            if job_id is not None:
+                follow(service, joined.rank, job_id, joined.receive())
+            return None
+        try:
+            job_id = joined.share(service.start(project_id, overrides, force=force).id)
+        except Exception:  # every rank must hear that nothing will run
+            joined.share(None)
+            raise
+        try:
             return run_primary(service, job_id, on_progress)
-        return follower(service, rank).run(job_id)
+        finally:
+            joined.hand_over(None)  # the job ended before training: the followers stop too
     finally:
-        dist.destroy_process_group()
+        ranks.leave()
+
+
+def follow(service: TrainingService, rank: int, job_id: str,
+           request: TrainRequest | None) -> None:
+    """A follower rank: train alongside rank 0, on rank 0's extracted dataset where this rank
+    can read it (the same machine or a shared disk), else on its own copy (`local_request`)."""
+    if request is None:
+        return  # rank 0's job ended before training
+    follow_job = getattr(service.trainer, "follow", None)  # PyTorchTrainer's, or LazyTrainer's
+    if follow_job is None:
+        raise TrainingAgentError(f"distributed training needs the PyTorch trainer, not "
+                                 f"{type(service.trainer).__name__}")
+    work = service.work_root / f"rank-{rank}" / job_id
+    try:
+        follow_job(local_request(service, request, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def local_request(service: TrainingService, request: TrainRequest, work: Path) -> TrainRequest:
+    """The request as a follower runs it. Where rank 0's extracted dataset is not readable
+    here (another machine), the dataset is downloaded from its URL and extracted into `work`
+    with the same intake, and must be the same zip (sha256)."""
+    splits = request.splits
+    if splits.root.is_dir():
+        return request
+    work.mkdir(parents=True, exist_ok=True)
+    zip_path = work / "dataset.zip"
+    service.blobs.download(request.dataset_url, zip_path)
+    if sha256_of(zip_path) != request.dataset_sha256:
+        raise TrainingAgentError(f"dataset {request.dataset_url} changed while the job ran "
+                                 "(its sha256 differs from rank 0's)")
+    found = archive.extract_dataset(zip_path, work / "data", service.limits)
+    zip_path.unlink()
+    cfg = request.config
+    splits = archive.build_splits(work / "data", found, cfg.val_fraction, cfg.seed)
+    return request.model_copy(update={"splits": splits})
 
 
 def run_primary(service: TrainingService, job_id: str,
@@ -235,10 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     environment.configure(**trainer_environment(Settings()))
     job = run_rank(_factory(args.service_factory)(), args.project_id, config, args.force)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"job_id": job.id, "state": job.state.value, "error": job.error}))
-        return 0 if job.state.value == "succeeded" else 1
-    return 0
+    if job is None:  # a follower
+        return 0
+    print(json.dumps({"job_id": job.id, "state": job.state.value, "error": job.error}))
+    return 0 if job.state.value == "succeeded" else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from training_agent.domain.config import TrainingConfig
+from training_agent.domain.errors import TrainingError
 from training_agent.domain.ports import (
     BackboneInfo,
     ProgressSink,
@@ -65,6 +66,13 @@ class LazyTrainer(Trainer):
         real = self.real
         timings = {**request.timings, "trainer_load_wait_seconds": round(time.monotonic() - t0, 3)}
         return real.train(request.model_copy(update={"timings": timings}), progress)
+
+    def follow(self, request: TrainRequest) -> None:
+        """A follower rank's part of a distributed job (ranks.py), by the real trainer."""
+        follow = getattr(self.real, "follow", None)
+        if follow is None:
+            raise TrainingError(f"{type(self.real).__name__} cannot train as a follower rank")
+        follow(request)
 
     def backbones(self) -> dict[str, list[str]]:
         if self._registry is not None:

@@ -34,8 +34,8 @@ class PyTorchTrainer(Trainer):
     """Trains any registered backbone. `registry` defaults to the installed plugins;
     `cache_bytes` is the decoded-image memory budget (default: see data.default_cache_budget);
     `threads` the CPU threads this process may use (default: its share of the cores);
-    `on_ready(run)` is called with each run once its data, model, optimizer and epoch plan are
-    set up, before the first step (what a benchmark or a test observes of a run)."""
+    `on_ready(run)` is called with each run (loop.TrainingRun: its `ctx`, `data`, `learner`,
+    `loop`) once it is set up, before the first step (what a benchmark or a test observes)."""
 
     def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
                  threads: int | None = None,
@@ -66,12 +66,31 @@ class PyTorchTrainer(Trainer):
         pyplot()
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
+        """Train on this process; under torchrun (rank 0), the other ranks get the request
+        and train alongside (ranks.py)."""
+        from .ranks import joined as joined_ranks
+
+        joined = joined_ranks()
+        if joined is not None:
+            joined.hand_over(request)
+        result = self._run(request, progress)
+        assert result is not None  # rank 0 or a single process
+        return result
+
+    def follow(self, request: TrainRequest) -> None:
+        """A follower rank's part of rank 0's job: the training loop on this rank's share of
+        the data; rank 0 reports, writes and uploads."""
+        self._run(request, lambda progress: None)
+
+    def _run(self, request: TrainRequest, progress: ProgressSink) -> TrainResult | None:
         from .loop import TrainingRun
 
         budget = self.cache_bytes if self.cache_bytes is not None else default_cache_budget()
-        run = TrainingRun(self.registry, request, progress, budget, self.threads or cpu_count(),
-                          self.on_ready)
         try:
+            run = TrainingRun(self.registry, request, progress, budget,
+                              self.threads or cpu_count())
+            if self.on_ready is not None:
+                self.on_ready(run)
             return run.execute()
         except (TrainingError, DatasetInvalid):
             raise

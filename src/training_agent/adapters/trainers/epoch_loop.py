@@ -1,0 +1,142 @@
+"""The epochs of a run: steps over this rank's shuffled share of the training images, then
+validation, the best weights kept, the epoch plan asked whether to go on (epoch_plan.py), a
+checkpoint written and progress reported. Built after the learner; a resumed run starts where
+its checkpoint left off."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from training_agent.domain.ports import EpochProgress
+
+from .best_weights import BestWeights
+from .data import IGNORE, chunks_of
+from .epoch_plan import EpochPlan
+from .evaluation import accuracy, logits_of
+from .learner import Learner
+from .resume import Checkpointer
+from .run_context import RunContext
+from .run_data import RunData
+
+
+class EpochLoop:
+    def __init__(self, ctx: RunContext, data: RunData, learner: Learner,
+                 after_first_epoch: Callable[[], None]) -> None:
+        self.ctx, self.data, self.learner = ctx, data, learner
+        self.after_first_epoch = after_first_epoch  # the dataset check's end (reporting)
+        steps = learner.batch.steps
+        self.plan = EpochPlan(ctx.cfg, steps, learner.optimizer, data.has_val, ctx.say)
+        self.history: list[dict[str, Any]] = []
+        ctx.position = lambda: (len(self.history), self.plan.end_epoch)
+        self.checkpoints = Checkpointer(ctx, learner, ctx.req.splits.class_names)
+        state = self.checkpoints.load(self.plan.max_epochs)
+        self.best = BestWeights(data.has_val)
+        self.start_epoch = 1
+        if state is not None:
+            self.plan.schedule.load_state_dict(state["schedule"])
+            self.history = list(state["history"])
+            plan = state.get("plan") or {}
+            self.plan.load_state_dict(plan)
+            self.best = BestWeights(data.has_val, state["best"], plan.get("improved_at"))
+            self.start_epoch = int(state["epoch"]) + 1
+            ctx.say(f"resuming from checkpoint of epoch {state['epoch']}/{self.plan.end_epoch}")
+
+    def run(self) -> None:
+        """Train until the plan says stop; the last checkpoint is on disk however it ends."""
+        try:
+            self._run()
+        finally:
+            self.checkpoints.wait()
+
+    def _run(self) -> None:
+        ctx, plan = self.ctx, self.plan
+        budget = ctx.cfg.max_minutes * 60 if ctx.cfg.max_minutes else math.inf
+        t_train = time.monotonic()
+        epoch = self.start_epoch
+        while epoch <= plan.end_epoch:
+            t0 = time.monotonic()
+            loss, seen, timed_out = self.epoch(epoch, budget, t_train)
+            self.after_first_epoch()  # made meanwhile (a no-op after epoch 1)
+            ctx.dist.average_buffers(self.learner.model)
+            seconds = time.monotonic() - t0
+            cm, val_loss = self.learner.confusion(ctx, self.data, "val")
+            val_acc = accuracy(cm)
+            ips = seen / seconds if seconds else 0.0
+            self.history.append({
+                "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
+                "lr": self.learner.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
+                "images_per_second": round(ips, 1)})
+            self.best.consider(epoch, val_acc, val_loss, self.learner.model)
+            stop = plan.after_epoch(epoch, seconds, time.monotonic() - ctx.t_start, budget,
+                                    timed_out, self.best.accuracy, self.best.improved_at)
+            self.checkpoints.save(  # after the plan: a resumed run keeps it
+                epoch, schedule=plan.schedule.state_dict(), history=self.history,
+                best=self.best.as_dict(),
+                plan={**plan.state_dict(), "improved_at": self.best.improved_at})
+            ctx.report(EpochProgress(
+                epoch=epoch, epochs=plan.end_epoch, train_loss=loss, val_accuracy=val_acc,
+                images_per_second=ips, eta_seconds=(plan.end_epoch - epoch) * seconds))
+            if stop:
+                break
+            epoch += 1
+        ctx.timings["train_seconds"] = round(time.monotonic() - t_train, 3)
+
+    def epoch(self, epoch: int, budget: float, t_train: float) -> tuple[float, int, bool]:
+        """One epoch's steps: (mean training loss, images seen over every rank, whether the
+        time budget ran out during it)."""
+        ctx, learner = self.ctx, self.learner
+        steps, done_steps = learner.batch.steps, (epoch - self.start_epoch) * learner.batch.steps
+        learner.step_model.train()
+        base = ctx.cfg.seed * 1_000_003 + epoch
+        torch.manual_seed(base * 7919 + ctx.dist.rank)  # dropout and the like
+        order = torch.randperm(len(self.data["train"]),
+                               generator=torch.Generator().manual_seed(base))
+        aug_gen = torch.Generator(device=ctx.device).manual_seed(base * 31 + ctx.dist.rank)
+        total = torch.zeros(2, dtype=torch.float64)
+        t0 = time.monotonic()
+        timed_out = False
+        chunks = chunks_of(order, learner.batch.per_rank, steps)[:steps]
+        for step, (images, labels) in enumerate(self.data["train"].batches(chunks), 1):
+            x = learner.transform.train(images, aug_gen)
+            y = labels.to(ctx.device, non_blocking=True)
+            with learner.autocast():
+                loss = learner.criterion(logits_of(learner.step_model(x)).float(), y)
+            learner.optimizer.zero_grad(set_to_none=True)
+            learner.scaler.scale(loss).backward()
+            learner.scaler.step(learner.optimizer)
+            learner.scaler.update()
+            self.plan.schedule.step()
+            n = int((y != IGNORE).sum())
+            total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
+            now = time.monotonic()
+            if done_steps == 0 and step == 1:  # this process's first step
+                self._first_step(now - t0)
+            per_step = (now - t_train) / (done_steps + step)
+            timed_out = ctx.report(EpochProgress(
+                epoch=epoch, epochs=self.plan.end_epoch, step=step, steps=steps,
+                train_loss=float(total[0] / max(1.0, float(total[1]))),
+                images_per_second=float(total[1]) * ctx.dist.world / max(1e-9, now - t0),
+                eta_seconds=per_step * ((self.plan.end_epoch - epoch + 1) * steps - step),
+            ), over_budget=now - ctx.t_start > budget)
+            if timed_out:
+                break
+        total = ctx.dist.sum(total)
+        return float(total[0] / max(1.0, float(total[1]))), int(total[1]), timed_out
+
+    def _first_step(self, seconds: float) -> None:
+        """The first step's time is in the timings; with `compile` it is mostly the
+        compilation, and the job's log says so (docs/trainer.md: when compiling pays)."""
+        self.ctx.timings["first_step_seconds"] = round(seconds, 3)
+        if self.ctx.cfg.compile:
+            self.ctx.say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
+                         "included; it pays only on long jobs (docs/trainer.md)")
+
+    def hand_back_weights(self) -> None:
+        """Load the weights the job hands back (best_weights.py says which)."""
+        self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
+                            self.plan.cooled(), self.data.total(self.ctx, "val"), self.ctx.say)

@@ -1,0 +1,100 @@
+"""A run's images: each split's share for this rank, decoded once into a cache (host or GPU
+memory) when the memory budget allows, else streamed from disk by loader processes; what was
+skipped; and the few counts the rest of the run needs from every rank."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import ItemsView
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from training_agent.domain.errors import DatasetInvalid
+
+from .data import CachedSplit, StreamedSplit, load_split
+from .decoding import PIL_FUNCTION, make_decoder
+from .run_context import RunContext
+
+MAX_LISTED_SKIPS = 20
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class RunData:
+    splits: dict[str, CachedSplit | StreamedSplit]  # this rank's share of each split
+    cached: bool  # decoded once into memory (else streamed from disk on every pass)
+    gpu_cache: bool  # that memory is the GPU's
+    decoder: dict[str, Any]  # what decoded the images (the manifest's input.decoder)
+    skipped: dict[str, int]  # unreadable images per split, all ranks
+    has_val: bool  # any rank has validation images (else the last epoch is kept)
+    smallest_shard: int  # the fewest training images of any rank: the epoch's steps
+
+    def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
+        return self.splits[split]
+
+    def items(self) -> ItemsView[str, CachedSplit | StreamedSplit]:
+        return self.splits.items()
+
+    def total(self, ctx: RunContext, split: str) -> int:
+        """The images of `split` over every rank."""
+        return int(ctx.dist.sum(torch.tensor(len(self.splits[split]))))
+
+    @classmethod
+    def load(cls, ctx: RunContext, image_size: int, cache_bytes: int) -> RunData:
+        t0 = time.monotonic()
+        dist, threads = ctx.dist, ctx.threads
+        per_image = 3 * image_size ** 2
+        shards = {name: dist.shard(list(getattr(ctx.req.splits, name))) for name in SPLITS}
+        mine = sum(len(s) for s in shards.values()) * per_image
+        cached = mine * dist.local_world <= cache_bytes
+        workers = 0 if cached else max(1, min(8, threads - (0 if ctx.cuda else 1)))
+        if workers and not ctx.cuda:  # loader processes and intra-op threads share the cores
+            torch.set_num_threads(max(1, threads - workers))
+        # the cache lives in GPU memory when it takes under a quarter of what is free (the
+        # model and activations need the rest); decided before the decode, so that nvJPEG's
+        # output stays there
+        gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
+        with make_decoder(ctx.device, image_size, threads, keep_on_device=gpu_cache) as decoder:
+            splits = {name: load_split(items, image_size, threads, cached, workers,
+                                       pin=ctx.cuda, decoder=decoder)
+                      for name, items in shards.items()}
+        described = {**decoder.describe(), "images": dict(sum(
+            (Counter(getattr(d, "decoded_by", {})) for d in splits.values()), Counter()))}
+        if not cached:  # decoded on every pass by the loader's processes
+            described = {"name": "pil", "function": PIL_FUNCTION, "loader_processes": workers,
+                         "streamed": True}
+        if cached and ctx.cuda:  # into GPU memory (a no-op for what nvJPEG left there), or
+            for d in splits.values():  # page-locked host memory when it would not fit there
+                d.to(ctx.device) if gpu_cache else d.pin()  # type: ignore[union-attr]
+        ctx.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
+        skipped = checked_skips(ctx, splits)
+        return cls(splits, cached, gpu_cache, described, skipped,
+                   has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
+                   smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))))
+
+
+def checked_skips(ctx: RunContext, splits: dict[str, CachedSplit | StreamedSplit]
+                  ) -> dict[str, int]:
+    """Unreadable images per split over every rank, said in the job's log; DatasetInvalid when
+    a class is left with no training image."""
+    names = ctx.req.splits.class_names
+    counts = torch.zeros(len(names) + 3, dtype=torch.int64)
+    counts[: len(names)] = torch.bincount(splits["train"].labels.cpu().clamp(min=0),
+                                          minlength=len(names))
+    counts[len(names):] = torch.tensor([len(splits[k].skipped) for k in SPLITS])
+    counts = ctx.dist.sum(counts)
+    skipped = dict(zip(SPLITS, counts[len(names):].tolist(), strict=True))
+    empty = [names[i] for i in range(len(names)) if counts[i] == 0]
+    if empty:
+        raise DatasetInvalid(
+            f"class {', '.join(repr(c) for c in empty)} has no readable training images "
+            f"({skipped['train']} unreadable images skipped in train/)")
+    if sum(skipped.values()):
+        listed = [f"{k}/{e}" for k, d in splits.items() for e in d.skipped]
+        ctx.say(f"skipped {sum(skipped.values())} unreadable images (train "
+                f"{skipped['train']}, val {skipped['val']}, test {skipped['test']}): "
+                + "; ".join(listed[:MAX_LISTED_SKIPS]))
+    return skipped
