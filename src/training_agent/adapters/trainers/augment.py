@@ -14,7 +14,7 @@ The crop, its aspect, the translation and the flip are one affine resampling per
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ class BatchTransform:
     std: tuple[float, ...]
     device: torch.device
     channels_last: bool = False
+    params: dict[str, float] = field(init=False)  # the preset's
+    _scale: torch.Tensor = field(init=False)  # x * _scale + _shift normalises
+    _shift: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         self.params = PRESETS[self.preset]
