@@ -45,5 +45,5 @@ def test_every_attribute_is_first_set_in_the_constructor():
 
 def test_the_domain_knows_nothing_of_ranks():
     said = [str(p.relative_to(SRC)) for p in (SRC / "domain").rglob("*.py")
-            if any(w in p.read_text() for w in ("rank 0", "primary", "torchrun", "world_size"))]
+            if any(w in p.read_text() for w in ("rank 0", "torchrun", "world_size", "local_rank", "follower"))]
     assert said == []
