@@ -41,7 +41,7 @@ def finished_metrics(result: TrainResult) -> dict[str, Any]:
 
 
 def model_record(project: Project, job: TrainingJob, result: TrainResult, urls: dict[str, str],
-                 summary: dict[str, Any]) -> ModelRecord:
+                 reports: dict[str, str], summary: dict[str, Any]) -> ModelRecord:
     metrics = result.metrics
     return ModelRecord(
         project_id=project.id, name=f"{project.name}_model", framework="pytorch",
@@ -53,7 +53,7 @@ def model_record(project: Project, job: TrainingJob, result: TrainResult, urls: 
                                                    "best_epoch") if k in metrics},
                         **summary},
             "manifest_url": urls.get("manifest.json"), "job_id": job.id,
-            "reports": {n: urls[n] for n in REPORT_NAMES if n in urls},
+            "reports": reports,
             "sha256": result.weights_sha256,
         },
     )
@@ -74,12 +74,12 @@ class Recorder(Part):
         # the artifacts are uploaded: from here an outage is waited out, not a failure
         self.journal.step(job, JobState.RECORDING, patient=True)
         metrics = finished_metrics(result)
-        model = model_record(project, job, result, urls, metrics)
+        reports = {n: urls[n] for n in REPORT_NAMES if n in urls}
+        model = model_record(project, job, result, urls, reports, metrics)
         succeeded = job.model_copy(deep=True)  # `job` stays active if recording fails
         succeeded.advance(JobState.SUCCEEDED)
         succeeded.progress["model_url"] = model.url
         succeeded.progress["metrics"] = metrics  # progress is stored as JSON by every store
-        reports = {n: urls[n] for n in REPORT_NAMES if n in urls}
         if reports:
             succeeded.progress["reports"] = reports
         self._record_model(model, succeeded)

@@ -37,11 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training_agent.domain.archive import SPLITS
+
 from .data import CachedSplit, StreamedSplit, chunks_of
 from .evaluation import logits_of
 from .images import load_image
 
-SPLITS = ("train", "val", "test")
 KNN_K = 5
 TOP_PAIRS = 10  # confused pairs listed
 EXAMPLE_PAIRS, EXAMPLES_PER_PAIR = 3, 4  # thumbnails of the worst confusions

@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from training_agent.domain.archive import SPLITS
 from training_agent.domain.ports import DatasetSplits
 
 from .images import decode_many
 
-SPLITS = ("train", "val", "test")
 IMBALANCE_WARN = 5.0  # largest / smallest training class above this: a warning
 NEAR_BITS = 48  # of 128 hash bits: at most this many differ -> a near-duplicate candidate
 ASPECT_WARN = 4.0  # longer / shorter side at or above this: extreme aspect

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
 from .data import CachedSplit, StreamedSplit, load_split
@@ -19,7 +20,6 @@ from .decoding import PIL_FUNCTION, make_decoder
 from .run_context import RunContext
 
 MAX_LISTED_SKIPS = 20
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,11 @@ class RunData:
                          "streamed": True}
         if cached and ctx.cuda:  # into GPU memory (a no-op for what nvJPEG left there), or
             for d in splits.values():  # page-locked host memory when it would not fit there
-                d.to(ctx.device) if gpu_cache else d.pin()  # type: ignore[union-attr]
+                assert isinstance(d, CachedSplit)
+                if gpu_cache:
+                    d.to(ctx.device)
+                else:
+                    d.pin()
         ctx.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
         skipped = checked_skips(ctx, splits)
         return cls(splits, cached, gpu_cache, described, skipped,
