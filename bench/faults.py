@@ -44,7 +44,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from training_agent.domain.archive import IntakeLimits, extract_dataset
+from training_agent.domain.archive import IntakeLimits, index_dataset
 from training_agent.domain.errors import DatasetInvalid
 from training_agent.testing.datasets import make_dataset_zip
 from training_agent.testing.pg_server import PgServer, PgUnavailable, free_port
@@ -484,7 +484,7 @@ def fault_zip_bomb(root: Path, args: argparse.Namespace) -> Row:
     agent = Agent(root)
     t_check = time.perf_counter()  # the intake's own check, in process: no interpreter start
     try:
-        extract_dataset(bomb, root / "inline-intake", IntakeLimits())
+        index_dataset(bomb, root / "inline-intake", IntakeLimits())
         check_s: float | None = None
     except DatasetInvalid:
         check_s = time.perf_counter() - t_check

@@ -8,7 +8,8 @@
 # (PIL processes and nvJPEG), parallel efficiency, steady epoch / compute limit, whole
 # command / limit. Results: $OUT/trainer_gpu.md, .json, .log and gpu_tests.log (bench/results/
 # without $OUT).
-# Extra arguments go to trainer_bench.py (e.g. --sections job,efficiency).
+# Extra arguments go to trainer_bench.py (e.g. --sections job,efficiency; --streamed: the job
+# again over the memory budget, decoded per batch by nvJPEG).
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl
@@ -20,6 +21,7 @@ nproc
 # the CUDA-only tests first (skipped on CPU-only machines): nvJPEG within the stated tolerance
 # of PIL, with its fallback; the batch probe's step
 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
+  tests/unit/test_device_stream.py tests/unit/test_sources.py \
   2>&1 | tee "$out/gpu_tests.log" || true
 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"

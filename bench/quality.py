@@ -33,7 +33,7 @@ import torch
 from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.evaluation import accuracy
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.domain.archive import open_dataset
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.ports import DatasetSplits, EpochProgress, TrainRequest
 from training_agent.testing.families import FAMILIES, make_family_zip
@@ -155,7 +155,7 @@ def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str
     test accuracy on 80-200 test images moves by 0.05 from epoch to epoch)."""
     zip_path = make_family_zip(work / f"{family}.zip", family, per_class)
     root = work / family
-    splits = build_splits(root, extract_dataset(zip_path, root), 0.15, 0)
+    splits = open_dataset(zip_path, root, 0.15, 0)
     runs = [ours(work, splits, family, seed) for seed in seeds]
     epochs = max(plain_epochs, *(o["epochs"] for o in runs))
     plains = [plain(splits.root, runs[0]["image_size"], epochs, seed) for seed in seeds]

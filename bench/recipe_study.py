@@ -22,7 +22,8 @@ from torchvision import models
 
 from training_agent.adapters.trainers.augment import BatchTransform
 from training_agent.adapters.trainers.images import decode_many
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.adapters.trainers.sources import source_of
+from training_agent.domain.archive import open_dataset
 from training_agent.testing.families import make_family_zip
 
 BASE: dict[str, Any] = {  # the plain recipe (the seed's): every variant overrides some keys
@@ -126,11 +127,12 @@ def load(family: str, work: Path, size: int, data_dir: Path | None = None,
     zip_path = (data_dir / f"{family}.zip" if data_dir is not None
                 else make_family_zip(work / f"{family}.zip", family))
     root = work / family
-    splits = build_splits(root, extract_dataset(zip_path, root), 0.15, 0)
+    splits = open_dataset(zip_path, root, 0.15, 0)
     out: dict[str, Any] = {"classes": len(splits.class_names)}
+    locate = source_of(splits)  # members of the zip, read in place
     # the plain recipe trains on all of train/ (held-out val joins it back)
     for name, items in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        array, ok, _ = decode_many([p for p, _ in items], size, 2)
+        array, ok, _ = decode_many([locate(p) for p, _ in items], size, 2)
         out[name] = (torch.from_numpy(array).to(device),
                      torch.tensor([items[i][1] for i in ok], device=device))
     return out

@@ -37,7 +37,7 @@ import torch
 
 from training_agent.adapters.trainers import analysis
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.domain.archive import open_dataset
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.ports import TrainRequest
 from training_agent.testing.families import make_family_zip
@@ -51,7 +51,7 @@ def run(work: Path, family: str, per_class: dict[str, int], epochs: int, size: i
         ) -> dict[str, Any]:
     archive = make_family_zip(work / f"{family}.zip", family, per_class)
     dest = work / "data"
-    splits = build_splits(dest, extract_dataset(archive, dest), 0.15, 0)
+    splits = open_dataset(archive, dest, 0.15, 0)
     req = TrainRequest(
         job_id=f"report-cost-{family}", project_id=f"report-cost-{family}",
         project_name=family,

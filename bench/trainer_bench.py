@@ -40,7 +40,8 @@ from training_agent.adapters.trainers.data import chunks_of, load_split
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer, cpu_count
 from training_agent.adapters.trainers.recipe import make_optimizer, resolved_lr
 from training_agent.adapters.trainers.registry import default_registry
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.adapters.trainers.sources import source_of
+from training_agent.domain.archive import open_dataset
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.ports import DatasetSplits, EpochProgress, TrainRequest
 from training_agent.testing.datasets import draw_sample, make_dataset_zip
@@ -49,7 +50,7 @@ RESULTS = Path(__file__).parent / "results" / "trainer.md"
 
 
 def splits_from_zip(zip_path: Path, dest: Path) -> DatasetSplits:
-    return build_splits(dest, extract_dataset(zip_path, dest), 0.15, 0)
+    return open_dataset(zip_path, dest, 0.15, 0)
 
 
 def photo_folder(root: Path, classes: int, per_class: int, side: int) -> list[tuple[Path, int]]:
@@ -301,10 +302,10 @@ def job_zip(path: Path, classes: int, per_class: dict[str, int]) -> int:
     return len(names)
 
 
-def cli(home: Path, *args: str) -> tuple[str, float]:
+def cli(home: Path, *args: str, env_extra: dict[str, str] | None = None) -> tuple[str, float]:
     import subprocess
 
-    env = {**os.environ, "TRAINING_AGENT_HOME": str(home)}
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(home), **(env_extra or {})}
     # what the `training-agent` script runs (a wheel installed with --target has no script)
     command = [sys.executable, "-c", "from training_agent.entrypoints.cli import main; main()"]
     t0 = time.perf_counter()
@@ -316,7 +317,7 @@ def cli(home: Path, *args: str) -> tuple[str, float]:
     return out.stdout, seconds
 
 
-def decode_efficiency(paths: list[Path], size: int, device: torch.device) -> dict[str, Any]:
+def decode_efficiency(paths: list[Any], size: int, device: torch.device) -> dict[str, Any]:
     """Decode img/s with one process and with one per core (the same images), and on CUDA
     the nvJPEG decoder's."""
     from training_agent.adapters.trainers.decoding import JpegDecoder, PilDecoder
@@ -383,20 +384,20 @@ def _decode_cpu(dec: Any) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def one_job(home: Path, zip_path: Path, config: dict[str, Any], name: str
-            ) -> tuple[dict[str, Any], float]:
+def one_job(home: Path, zip_path: Path, config: dict[str, Any], name: str,
+            env_extra: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
     """`project create` + `train` through the CLI: the job's manifest and the train command's
     wall seconds."""
     out, _ = cli(home, "project", "create", "--name", name, "--dataset", str(zip_path),
                  "--config", json.dumps(config))
     project = out.strip().splitlines()[-1].split()[-1]
-    _, command = cli(home, "train", project, "--quiet")
+    _, command = cli(home, "train", project, "--quiet", env_extra=env_extra)
     [manifest_path] = list((home / "store" / "models" / project).rglob("manifest.json"))
     return json.loads(manifest_path.read_text()), command
 
 
 def bench_job(work: Path, device: torch.device, quick: bool,
-              fixed_batches: tuple[int, ...] = ()) -> dict[str, Any]:
+              fixed_batches: tuple[int, ...] = (), streamed: bool = False) -> dict[str, Any]:
     """One whole `training-agent train` on a generated dataset with the defaults, and the
     compute limit of the same model at the batch the job resolved, in the same run."""
     classes, train, val, test, epochs, size = JOB_SIZES["quick" if quick else device.type]
@@ -428,11 +429,24 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         fixed.append({"batch": b, "steady": statistics.median(frates[1:] or frates),
                       "epoch_rates": frates, "command_seconds": fcommand, "limit": limits[b],
                       "test_accuracy": fm["metrics"].get("test_accuracy")})
+    stream = None  # the same job over the memory budget: decoded on every pass
+    if streamed:
+        sm, scommand = one_job(home, zip_path, config, f"streamed-{device.type}",
+                               {"TRAINING_AGENT_CACHE_GB": "0"})
+        srates = [h["images_per_second"] for h in sm["metrics"]["history"]]
+        sbatch = int(sm["config"]["batch_size"])
+        if sbatch not in limits:
+            limits[sbatch] = measure_limit(classes, size, sbatch, device, quick)
+        stream = {"batch": sbatch, "decoder": sm["input"]["decoder"], "epoch_rates": srates,
+                  "steady": statistics.median(srates[1:] or srates), "limit": limits[sbatch],
+                  "command_seconds": scommand,
+                  "test_accuracy": sm["metrics"].get("test_accuracy")}
     trained = m["dataset"]["counts"]["train"] * len(rates)
     decoded = sum(m["dataset"]["counts"].values())
     t = m["timings"]
-    extracted = splits_from_zip(zip_path, work / "extracted")
-    paths = [p for split in (extracted.train, extracted.val, extracted.test) for p, _ in split]
+    indexed = splits_from_zip(zip_path, work / "indexed")
+    locate = source_of(indexed)  # the images read from the zip in place, as the job does
+    paths = [locate(p) for split in (indexed.train, indexed.val, indexed.test) for p, _ in split]
     want = 512 if quick else 4000
     eff = decode_efficiency((paths * (want // len(paths) + 1))[:want], size, device)
     return {
@@ -446,6 +460,7 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         "decode_rate": decoded / max(t["decode_seconds"], 1e-9), "timings": t,
         "outside": command - t["decode_seconds"] - t["train_seconds"],
         "efficiency": eff, "fixed": fixed, "test_accuracy": m["metrics"].get("test_accuracy"),
+        "streamed": stream,
     }
 
 
@@ -519,6 +534,15 @@ def job_lines(j: dict[str, Any]) -> list[str]:
         rows += [f"| {f['batch']} | {_f(f['steady'])} | {f['steady'] / f['limit']:.2f} "
                  f"({_f(f['limit'])}) | {f['steady'] / best:.2f} | "
                  f"{f['command_seconds']:.1f} | {f.get('test_accuracy')} |" for f in j["fixed"]]
+    if j.get("streamed"):
+        s = j["streamed"]
+        rows += ["", "The same job streamed (`TRAINING_AGENT_CACHE_GB=0`: over the memory "
+                 f"budget, decoded on every pass by {s['decoder'].get('name')}):", "",
+                 "| batch | steady epoch img/s (all epochs) | ÷ limit | whole command s | "
+                 "test acc |", "|---:|---:|---:|---:|---:|",
+                 f"| {s['batch']} | {_f(s['steady'])} ({s['epoch_rates']}) | "
+                 f"**{s['steady'] / s['limit']:.2f}** | {s['command_seconds']:.1f} | "
+                 f"{s.get('test_accuracy')} |"]
     rows += ["", f"Outside decode and training: {j['outside']:.1f} s of the command. The "
              f"manifest's timings (s): {timing}.", ""]
     return rows
@@ -584,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: cpu, cuda (cuda only where a GPU is present)")
     parser.add_argument("--fixed-batches", default="",
                         help="the whole job again at these fixed batches, e.g. 128,256,512")
+    parser.add_argument("--streamed", action="store_true",
+                        help="the whole job again over the memory budget (streamed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(cpu_count())
     os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
@@ -600,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             if "job" in sections:  # first: its dataset is generated by forked processes
                 print(f"[{device}] whole job ...", file=sys.stderr)
                 fixed = tuple(int(b) for b in args.fixed_batches.split(",") if b)
-                part["job"] = bench_job(work, device, args.quick, fixed)
+                part["job"] = bench_job(work, device, args.quick, fixed, args.streamed)
             if "loader" in sections:
                 print(f"[{device}] loader ...", file=sys.stderr)
                 part["loader"] = bench_loader(work, device, args.quick)

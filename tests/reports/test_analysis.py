@@ -10,7 +10,7 @@ import pytest
 
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.adapters.trainers.report_page import NAMES
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.domain.archive import open_dataset
 from training_agent.testing.planted import make_planted_zip
 
 from ..trainers.conftest import Recorder, make_request
@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     truth = make_planted_zip(tmp / "planted.zip", train=40, test=10, swapped=6,
                              family="colours")
     dest = tmp / "data"
-    splits = build_splits(dest, extract_dataset(tmp / "planted.zip", dest), 0.15, 0)
+    splits = open_dataset(tmp / "planted.zip", dest, 0.15, 0)
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(tmp, splits, epochs=3), sink)
     return truth, result, sink

@@ -10,17 +10,19 @@ import torch
 
 from training_agent.adapters.trainers.dataset_check import Pixels, check_dataset, summary_line
 from training_agent.adapters.trainers.images import decode_many
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.adapters.trainers.sources import source_of
+from training_agent.domain.archive import open_dataset
 from training_agent.testing.families import make_family_zip
 from training_agent.testing.planted import make_planted_zip
 
 
 def checked(zip_path: Path, dest: Path, cached: bool = True):
-    splits = build_splits(dest, extract_dataset(zip_path, dest), 0.15, 0)
+    splits = open_dataset(zip_path, dest, 0.15, 0)
     pixels, skipped = {}, {}
+    locate = source_of(splits)  # members of the zip, read in place
     for name in ("train", "val", "test"):
         items = getattr(splits, name)
-        array, ok, bad = decode_many([p for p, _ in items], 32, 2)
+        array, ok, bad = decode_many([locate(p) for p, _ in items], 32, 2)
         pixels[name] = Pixels([items[i][0] for i in ok], torch.from_numpy(array)) \
             if cached else None
         skipped[name] = bad

@@ -25,7 +25,8 @@ from training_agent.adapters.trainers.analysis import analyse, predict
 from training_agent.adapters.trainers.artifacts import write_plots
 from training_agent.adapters.trainers.data import CachedSplit, load_split
 from training_agent.adapters.trainers.dataset_check import Pixels, check_dataset
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.adapters.trainers.sources import source_of
+from training_agent.domain.archive import open_dataset
 from training_agent.domain.verdict import job_metrics, summarize
 from training_agent.testing.planted import make_planted_zip
 
@@ -78,10 +79,10 @@ def metrics_of(model: torch.nn.Module, split: CachedSplit, names: list[str]) -> 
 def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("browser")
     make_planted_zip(tmp / "planted.zip", train=20, test=6)
-    splits = build_splits(tmp / "data", extract_dataset(tmp / "planted.zip", tmp / "data"),
-                          0.15, 0)
+    splits = open_dataset(tmp / "planted.zip", tmp / "data", 0.15, 0)
     names = splits.class_names
-    data = {s: load_split(getattr(splits, s), 32, 2, cache=True, workers=0)
+    data = {s: load_split(getattr(splits, s), 32, 2, cache=True, workers=0,
+                         locate=source_of(splits))
             for s in ("train", "val", "test")}
     assert all(isinstance(d, CachedSplit) for d in data.values())
     dataset = check_dataset(splits, 32, {s: Pixels(d.paths, d.images) for s, d in data.items()},

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from training_agent.domain.archive import build_splits, extract_dataset
+from training_agent.domain.archive import open_dataset
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.ports import DatasetSplits, EpochProgress, TrainRequest
 from training_agent.testing.datasets import make_dataset_zip
@@ -19,7 +19,7 @@ TINY = {"pretrained": False, "epochs": 2, "batch_size": 16, "image_size": 32}
 
 
 def splits_of(zip_path: Path, dest: Path, seed: int = 0) -> DatasetSplits:
-    return build_splits(dest, extract_dataset(zip_path, dest), 0.15, seed)
+    return open_dataset(zip_path, dest, 0.15, seed)
 
 
 def make_request(tmp: Path, splits: DatasetSplits, checkpoint_dir: Path | None = None,

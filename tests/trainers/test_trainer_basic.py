@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from training_agent.adapters.trainers.images import load_image
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.adapters.trainers.registry import default_registry
+from training_agent.adapters.trainers.sources import source_of
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.errors import InvalidConfig
 
@@ -67,7 +68,8 @@ def test_trains_and_writes_every_artifact(tmp_path, tiny_splits):
     state = torch.load(req.out_dir / "model.pth", weights_only=True)
     st = load_file(str(req.out_dir / "model.safetensors"))
     assert state.keys() == st.keys() and all(torch.equal(state[k], st[k]) for k in state)
-    preds = predict(manifest, state, [p for p, _ in tiny_splits.test])
+    locate = source_of(tiny_splits)  # the images, read from the dataset's zip
+    preds = predict(manifest, state, [locate(p) for p, _ in tiny_splits.test])
     labels = [lab for _, lab in tiny_splits.test]
     recomputed = sum(p == y for p, y in zip(preds, labels, strict=True)) / len(labels)
     assert recomputed == pytest.approx(result.accuracy)

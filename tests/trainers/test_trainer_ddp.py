@@ -184,9 +184,9 @@ def test_cli_train_with_nproc_per_node(tmp_path):
 
 
 def test_a_follower_on_another_machine_fetches_the_same_dataset(tmp_path):
-    """Where rank 0's extracted dataset is not readable (another node), a follower downloads
-    the zip from its URL, checks it is the same (sha256) and extracts it with the same intake:
-    the same classes and the same split, file by file."""
+    """Where rank 0's dataset zip is not readable (another node), a follower downloads the
+    zip from its URL, checks it is the same (sha256) and indexes it with the same intake:
+    the same classes and the same split, file by file, read from its own copy."""
     from training_agent.domain.errors import TrainingAgentError
     from training_agent.domain.service import sha256_of
 
@@ -200,7 +200,7 @@ def test_a_follower_on_another_machine_fetches_the_same_dataset(tmp_path):
     assert distributed.local_request(svc, request, tmp_path / "node1") is request  # readable
 
     gone = request.model_copy(update={"splits": rank0.model_copy(
-        update={"root": tmp_path / "elsewhere"})})
+        update={"root": tmp_path / "elsewhere", "archive": tmp_path / "elsewhere.zip"})})
     local = distributed.local_request(svc, gone, tmp_path / "node1").splits
     assert local.root == tmp_path / "node1" / "data" and local.class_names == rank0.class_names
 
@@ -209,7 +209,7 @@ def test_a_follower_on_another_machine_fetches_the_same_dataset(tmp_path):
 
     for split in ("train", "val", "test"):
         assert names(getattr(local, split)) == names(getattr(rank0, split))
-    assert not (tmp_path / "node1" / "dataset.zip").exists()
+    assert local.archive == tmp_path / "node1" / "dataset.zip" and local.archive.is_file()
 
     changed = gone.model_copy(update={"dataset_sha256": "f" * 64})
     with pytest.raises(TrainingAgentError, match="changed while the job ran"):

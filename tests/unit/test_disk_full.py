@@ -18,7 +18,6 @@ from tests.fakes import FakeTrainer
 from training_agent.adapters.blobstore.local import LocalBlobStore
 from training_agent.adapters.metadata.sqlite import SqliteMetadataRepo
 from training_agent.adapters.notifiers.memory import InMemoryNotifier
-from training_agent.domain.archive import IntakeLimits
 from training_agent.domain.errors import DiskFull
 from training_agent.domain.models import JobState, ProjectStatus
 from training_agent.domain.service import TrainingService
@@ -68,7 +67,7 @@ def setup(home: Path, tmp_path: Path, trainer=None, **service_options):  # type:
     service = TrainingService(
         repo=repo, blobs=LocalBlobStore(), trainer=trainer or DiskFillingTrainer(),
         notifier=InMemoryNotifier(), model_store_url=(home / "store").as_uri(),
-        work_root=home / "work", limits=IntakeLimits(disk_reserve_bytes=0), **service_options)
+        work_root=home / "work", **service_options)
     project = service.create_project("p", archive.as_uri(), {"epochs": 1})
     return repo, service, project
 

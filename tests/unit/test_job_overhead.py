@@ -58,7 +58,7 @@ def test_the_job_warms_the_trainer_before_the_download_and_times_its_steps(blobs
     service.run(service.start(project.id).id)
     assert trainer.warmed == [("MainThread", 0)]  # called once, before the download
     [request] = trainer.requests
-    assert set(request.timings) == {"download_seconds", "hash_seconds", "extract_seconds"}
+    assert set(request.timings) == {"download_seconds", "hash_seconds", "index_seconds"}
     assert all(v >= 0 for v in request.timings.values())
 
 
@@ -85,13 +85,13 @@ def test_lazy_trainer_builds_in_the_background_and_train_waits_for_it():
 
 
 def test_lazy_trainer_records_the_wait_in_the_request(tmp_path, dataset_zip):
-    from training_agent.domain.archive import build_splits, extract_dataset
+    from training_agent.domain.archive import open_dataset
     from training_agent.domain.config import TrainingConfig
     from training_agent.domain.ports import TrainRequest
 
     real = FakeTrainer()
     lazy = LazyTrainer(lambda: real)
-    splits = build_splits(tmp_path / "d", extract_dataset(dataset_zip, tmp_path / "d"), 0.15, 0)
+    splits = open_dataset(dataset_zip, tmp_path / "d", 0.15, 0)
     request = TrainRequest(
         job_id="j", project_id="p", project_name="p", config=TrainingConfig(epochs=1),
         splits=splits, work_dir=tmp_path, checkpoint_dir=tmp_path / "c", out_dir=tmp_path / "o",

@@ -1,4 +1,5 @@
-"""Safe dataset intake: extract a dataset zip inside one folder and find its splits and classes."""
+"""Safe dataset intake: check a dataset zip from its central directory, index its images in
+place (they are read from the zip, never extracted) and find its splits and classes."""
 
 from __future__ import annotations
 
@@ -6,19 +7,15 @@ import random
 import stat
 import unicodedata
 import zipfile
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .disk import check_free_space
 from .errors import DatasetInvalid
 from .ports import DatasetSplits
 
 SPLITS = ("train", "val", "test")
-_CHUNK = 1 << 20
-MiB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,6 @@ class IntakeLimits:
     # checked (POI's grace size: a small blank image may compress well and harms no one)
     min_inflate_ratio: float = 0.01
     ratio_grace_bytes: int = 100 * 1024
-    # what must stay free on the work disk after extraction (checkpoints, artifacts, logs)
-    disk_reserve_bytes: int = 256 * MiB
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
@@ -172,41 +167,31 @@ def inspect_archive(archive: Path, limits: IntakeLimits = IntakeLimits()) -> lis
     return check_classes(found)
 
 
-def extract_dataset(
-    archive: Path, dest: Path, limits: IntakeLimits = IntakeLimits()
-) -> dict[str, dict[str, list[Path]]]:
-    """Extract the split folders of `archive` into `dest`, refusing anything unsafe.
+def index_dataset(
+    archive: Path, root: Path, limits: IntakeLimits = IntakeLimits()
+) -> tuple[dict[str, dict[str, list[Path]]], dict[str, str]]:
+    """The split folders of `archive`, indexed in place instead of extracted: split -> class
+    -> each image's path inside the dataset folder `root` (nothing is written there), and
+    each such path (relative to `root`, POSIX) -> its member's name in the zip.
 
-    Returns split -> class -> files. Nothing is written outside `dest`, and nothing at all
-    when the central directory shows a refusal (a bomb, too big for the limit or the disk)."""
+    Every intake check is made from the central directory (plan_extraction); a member that
+    turns out corrupt, or not the size it declares, is found when it is read (the trainer
+    skips it as an unreadable image, and never inflates more than its declared size)."""
     with _open_zip(archive) as zf:
         plan = plan_extraction(zf, limits)
-        check_free_space(dest, plan.total_bytes, "extracting the dataset",
-                         limits.disk_reserve_bytes)
-        dest.mkdir(parents=True, exist_ok=True)
-        found: dict[str, dict[str, list[Path]]] = {s: defaultdict(list) for s in SPLITS}
-        written = 0
-        for info, rel in plan.members:
-            target = dest.joinpath(*rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                # zipfile stops a member at its declared size (a longer stream fails its CRC),
-                # so the planned sizes bound what is written; the count is a second guard
-                with zf.open(info) as src, open(target, "wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        if written > limits.max_total_bytes:
-                            raise DatasetInvalid(
-                                f"archive member {info.filename!r} expands past the limit of "
-                                f"{limits.max_total_bytes} bytes; refused"
-                            )
-                        out.write(chunk)
-            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-                raise DatasetInvalid(
-                    f"archive member {info.filename!r} is corrupt or unsupported: {exc}"
-                ) from None
-            found[rel[0]][rel[1]].append(target)
-    return {s: dict(c) for s, c in found.items()}
+    found: dict[str, dict[str, list[Path]]] = {s: defaultdict(list) for s in SPLITS}
+    members: dict[str, str] = {}
+    for info, rel in plan.members:
+        found[rel[0]][rel[1]].append(root.joinpath(*rel))
+        members["/".join(rel)] = info.filename
+    return {s: dict(c) for s, c in found.items()}, members
+
+
+def open_dataset(archive: Path, root: Path, val_fraction: float, seed: int,
+                 limits: IntakeLimits = IntakeLimits()) -> DatasetSplits:
+    """The splits of a dataset zip, read in place: index_dataset, then build_splits."""
+    found, members = index_dataset(archive, root, limits)
+    return build_splits(root, found, val_fraction, seed, archive=archive, members=members)
 
 
 def check_classes(found: Mapping[str, Mapping[str, Sequence[object]]]) -> list[str]:
@@ -225,9 +210,11 @@ def check_classes(found: Mapping[str, Mapping[str, Sequence[object]]]) -> list[s
 
 
 def build_splits(
-    root: Path, found: dict[str, dict[str, list[Path]]], val_fraction: float, seed: int
+    root: Path, found: dict[str, dict[str, list[Path]]], val_fraction: float, seed: int,
+    archive: Path | None = None, members: dict[str, str] | None = None,
 ) -> DatasetSplits:
-    """Classes from train/, val/ held out (stratified, seeded) when missing, names checked."""
+    """Classes from train/, val/ held out (stratified, seeded) when missing, names checked;
+    `archive` and `members` when the images are read from the zip (index_dataset)."""
     train = found.get("train", {})
     class_names = check_classes(found)
     index = {c: i for i, c in enumerate(class_names)}
@@ -252,5 +239,5 @@ def build_splits(
             train_items += [(f, index[c]) for f in files[n_val:]]
     return DatasetSplits(
         root=root, class_names=class_names, train=train_items, val=val, test=labelled("test"),
-        val_held_out=held_out,
+        val_held_out=held_out, archive=archive, members=members or {},
     )

@@ -134,7 +134,11 @@ class BlobStore(abc.ABC):
 
 
 class DatasetSplits(BaseModel):
-    """What intake found: the class names and the image files of each split."""
+    """What intake found: the class names and the image files of each split.
+
+    Each image is named by its path inside the dataset folder, `root/<split>/<class>/<file>`.
+    With `archive`, the dataset was not extracted: that path's bytes are the member
+    `members[<split>/<class>/<file>]` of the zip `archive` (the trainer reads it in place)."""
 
     root: Path
     class_names: list[str]
@@ -143,6 +147,8 @@ class DatasetSplits(BaseModel):
     test: list[tuple[Path, int]] = Field(default_factory=list)
     val_held_out: bool = False  # True when val/ was missing and carved out of train/
     ignored: list[str] = Field(default_factory=list)
+    archive: Path | None = None
+    members: dict[str, str] = Field(default_factory=dict)  # path under root -> member name
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

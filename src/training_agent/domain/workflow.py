@@ -147,14 +147,14 @@ class Workflow(Part):
 
     def _prepare(self, job: TrainingJob, dataset: Dataset, zip_path: Path,
                  config: TrainingConfig, timings: dict[str, float]) -> DatasetSplits:
-        """The `preparing` step: the zip extracted beside it (then removed) and split."""
+        """The `preparing` step: the zip checked and its images indexed in place (the
+        trainer reads them from it; nothing is extracted), then split."""
         self.journal.step(job, JobState.PREPARING)
-        data_dir = zip_path.parent / "data"
         t0 = time.monotonic()
-        found = archive.extract_dataset(zip_path, data_dir, self.setup.limits)
-        zip_path.unlink()
-        splits = archive.build_splits(data_dir, found, config.val_fraction, config.seed)
-        timings["extract_seconds"] = round(time.monotonic() - t0, 3)
+        root = zip_path.parent / "data"  # the images' names: nothing is written there
+        splits = archive.open_dataset(zip_path, root, config.val_fraction, config.seed,
+                                      self.setup.limits)
+        timings["index_seconds"] = round(time.monotonic() - t0, 3)
         safely(self.setup.repo.set_dataset_classes, dataset.id, len(splits.class_names))
         self.journal.log(job.project_id, "info", "dataset prepared", job_id=job.id,
                          classes=splits.class_names, counts=splits.counts(),

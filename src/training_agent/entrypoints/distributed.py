@@ -61,7 +61,7 @@ def run_rank(service: TrainingService, project_id: str, overrides: dict[str, Any
 
 def follow(service: TrainingService, rank: int, job_id: str,
            request: TrainRequest | None) -> None:
-    """A follower rank: train alongside rank 0, on rank 0's extracted dataset where this rank
+    """A follower rank: train alongside rank 0, on rank 0's dataset zip where this rank
     can read it (the same machine or a shared disk), else on its own copy (`local_request`)."""
     if request is None:
         return  # rank 0's job ended before training
@@ -77,11 +77,12 @@ def follow(service: TrainingService, rank: int, job_id: str,
 
 
 def local_request(service: TrainingService, request: TrainRequest, work: Path) -> TrainRequest:
-    """The request as a follower runs it. Where rank 0's extracted dataset is not readable
-    here (another machine), the dataset is downloaded from its URL and extracted into `work`
-    with the same intake, and must be the same zip (sha256)."""
+    """The request as a follower runs it. Where rank 0's dataset zip is not readable here
+    (another machine), the dataset is downloaded from its URL into `work` and indexed with
+    the same intake, and must be the same zip (sha256)."""
     splits = request.splits
-    if splits.root.is_dir():
+    readable = splits.archive.is_file() if splits.archive else splits.root.is_dir()
+    if readable:
         return request
     work.mkdir(parents=True, exist_ok=True)
     zip_path = work / "dataset.zip"
@@ -89,10 +90,9 @@ def local_request(service: TrainingService, request: TrainRequest, work: Path) -
     if sha256_of(zip_path) != request.dataset_sha256:
         raise TrainingAgentError(f"dataset {request.dataset_url} changed while the job ran "
                                  "(its sha256 differs from rank 0's)")
-    found = archive.extract_dataset(zip_path, work / "data", service.limits)
-    zip_path.unlink()
     cfg = request.config
-    splits = archive.build_splits(work / "data", found, cfg.val_fraction, cfg.seed)
+    splits = archive.open_dataset(zip_path, work / "data", cfg.val_fraction, cfg.seed,
+                                  service.limits)
     return request.model_copy(update={"splits": splits})
 
 

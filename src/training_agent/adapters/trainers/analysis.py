@@ -211,8 +211,9 @@ def _thumbnail(split: CachedSplit | StreamedSplit, row: int, path: Path | None) 
     try:
         if isinstance(split, CachedSplit):
             array = split.images[row].permute(1, 2, 0).cpu().numpy()
-        elif path is not None:
-            array = load_image(path, THUMB_PX)
+        elif path is not None:  # streamed: decoded from where its bytes are
+            array = load_image(split.sources[row] if row < len(split.sources) else path,
+                               THUMB_PX)
         else:
             return None
         img = Image.fromarray(np.ascontiguousarray(array))

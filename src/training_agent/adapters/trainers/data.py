@@ -6,8 +6,9 @@ augmentation and normalisation happen batched on the training device (see augmen
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from PIL import Image
 from . import environment
 from .decoding import Decoder, PilDecoder
 from .images import load_image, unreadable
+from .sources import Source
+from .sources import read as read_source
+
+Locate = Callable[[Path], Source]  # an image's path -> where its bytes are (sources.source_of)
+
+
+def _on_disk(path: Path) -> Source:
+    return path
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -42,8 +51,9 @@ class CachedSplit:
 
     cached = True
 
-    def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder) -> None:
-        decoded = decoder.decode([p for p, _ in items])
+    def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
+                 locate: Locate = _on_disk) -> None:
+        decoded = decoder.decode([locate(p) for p, _ in items])
         ok = decoded.ok
         self.images = decoded.images
         self.labels = torch.tensor([items[i][1] for i in ok], dtype=torch.int64)
@@ -77,7 +87,7 @@ class CachedSplit:
 
 
 class _Files(torch.utils.data.Dataset):
-    def __init__(self, items: Sequence[tuple[Path, int]], size: int) -> None:
+    def __init__(self, items: Sequence[tuple[Source, int]], size: int) -> None:
         self.items, self.size = list(items), size
 
     def __len__(self) -> int:
@@ -91,13 +101,13 @@ class _Files(torch.utils.data.Dataset):
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), IGNORE
 
 
-def _readable(path: Path) -> str | None:
+def _readable(src: Source) -> str | None:
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(read_source(src))) as img:
             img.verify()
         return None
     except Exception as exc:
-        return unreadable(path, exc)
+        return unreadable(src, exc)
 
 
 class StreamedSplit:
@@ -106,14 +116,16 @@ class StreamedSplit:
     cached = False
 
     def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
-                 workers: int, pin: bool = False) -> None:
+                 workers: int, pin: bool = False, locate: Locate = _on_disk) -> None:
+        located = [locate(p) for p, _ in items]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            errors = list(pool.map(_readable, [p for p, _ in items], chunksize=64))
+            errors = list(pool.map(_readable, located, chunksize=64))
         self.skipped = [e for e in errors if e]
-        kept = [it for it, e in zip(items, errors, strict=True) if e is None]
-        self.files = _Files(kept, size)
-        self.labels = torch.tensor([lab for _, lab in kept], dtype=torch.int64)
-        self.paths = [p for p, _ in kept]
+        kept = [i for i, e in enumerate(errors) if e is None]
+        self.sources = [located[i] for i in kept]  # where each image's bytes are
+        self.files = _Files([(located[i], items[i][1]) for i in kept], size)
+        self.labels = torch.tensor([items[i][1] for i in kept], dtype=torch.int64)
+        self.paths = [items[i][0] for i in kept]
         self.workers, self.pin = workers, pin
 
     def __len__(self) -> int:
@@ -128,15 +140,16 @@ class StreamedSplit:
 
 
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
-               workers: int, pin: bool = False,
-               decoder: Decoder | None = None) -> CachedSplit | StreamedSplit:
-    """A cached split is decoded by `decoder` (default: PIL over `threads` processes)."""
+               workers: int, pin: bool = False, decoder: Decoder | None = None,
+               locate: Locate = _on_disk) -> CachedSplit | StreamedSplit:
+    """A cached split is decoded by `decoder` (default: PIL over `threads` processes);
+    `locate` says where each image's bytes are (a file, or a member of the dataset's zip)."""
     if cache:
         if decoder is not None:
-            return CachedSplit(items, decoder)
+            return CachedSplit(items, decoder, locate)
         with PilDecoder(size, threads) as own:
-            return CachedSplit(items, own)
-    return StreamedSplit(items, size, threads, workers, pin)
+            return CachedSplit(items, own, locate)
+    return StreamedSplit(items, size, threads, workers, pin, locate)
 
 
 def chunks_of(order: torch.Tensor, batch_size: int, steps: int | None = None) -> list[torch.Tensor]:

@@ -25,6 +25,7 @@ once more at 32 px for their hash (JPEG draft decoding makes that cheap)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -43,6 +44,8 @@ from training_agent.domain.archive import SPLITS
 from training_agent.domain.ports import DatasetSplits
 
 from .images import decode_many
+from .sources import Source, source_of
+from .sources import read as read_source
 
 IMBALANCE_WARN = 5.0  # largest / smallest training class above this: a warning
 NEAR_BITS = 48  # of 128 hash bits: at most this many differ -> a near-duplicate candidate
@@ -75,6 +78,11 @@ class Item:
     format: str = ""
     bytes: int = 0
     error: str | None = None
+    source: Source | None = None  # where its bytes are (a member of the zip), if not `path`
+
+    @property
+    def located(self) -> Source:
+        return self.source if self.source is not None else self.path
 
 
 @dataclass
@@ -88,10 +96,10 @@ class Pixels:
 
 def _file_facts(item: Item) -> Item:
     try:
-        data = item.path.read_bytes()
+        data = read_source(item.located)
         item.bytes = len(data)
         item.sha256 = hashlib.sha256(data).hexdigest()
-        with Image.open(item.path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             item.width, item.height = img.size
             item.mode, item.format = img.mode, img.format or ""
     except Exception as exc:
@@ -204,7 +212,8 @@ def check_dataset(splits: DatasetSplits, image_size: int,
     (one line for the logs) and `warnings` (each `{code, text}`)."""
     t0 = time.monotonic()
     names = splits.class_names
-    items = [Item(s, p, lab, _rel(p, splits.root)) for s in SPLITS
+    locate = source_of(splits)
+    items = [Item(s, p, lab, _rel(p, splits.root), source=locate(p)) for s in SPLITS
              for p, lab in getattr(splits, s)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         list(pool.map(_file_facts, items, chunksize=32))
@@ -255,7 +264,7 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
         device = px.images.device
     missing = [i for i in range(len(items)) if not known[i] and items[i].error is None]
     if missing:
-        array, ok, _ = decode_many([items[i].path for i in missing], HASH_SIZE, threads)
+        array, ok, _ = decode_many([items[i].located for i in missing], HASH_SIZE, threads)
         done = torch.tensor([missing[k] for k in ok], dtype=torch.long)
         bits[done], blank[done], thumbs[done] = _features(torch.from_numpy(array))
         known[done] = True

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import struct
 import warnings
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 from .decode_pool import DecodePool
 from .images import decode_many, unreadable
+from .sources import Source
+from .sources import read as read_source
 
 MEAN_TOLERANCE = 2.5  # grey levels, per image
 P99_TOLERANCE = 12  # grey levels, 99th percentile of |difference| per image
@@ -63,7 +65,7 @@ class PilDecoder:
         self.size, self.workers = size, max(1, workers)
         self._pool: DecodePool | None = None
 
-    def decode(self, sources: Sequence[Path | bytes]) -> Decoded:
+    def decode(self, sources: Sequence[Source | bytes]) -> Decoded:
         pool = None
         if self.workers > 1 and len(sources) >= 64:
             if self._pool is None:
@@ -178,13 +180,13 @@ class JpegDecoder:
                 "tolerance": {"mean_abs_levels": MEAN_TOLERANCE, "p99_abs_levels": P99_TOLERANCE,
                               "versus": "images:load_image"}}
 
-    def decode(self, sources: Sequence[Path | bytes]) -> Decoded:
+    def decode(self, sources: Sequence[Source | bytes]) -> Decoded:
         with warnings.catch_warnings():
             # torchvision 0.29 marks its image io as deprecated (torchcodec is to replace it)
             warnings.simplefilter("ignore", DeprecationWarning)
             return self._decode(sources)
 
-    def _decode(self, sources: Sequence[Path | bytes]) -> Decoded:
+    def _decode(self, sources: Sequence[Source | bytes]) -> Decoded:
         n = len(sources)
         out = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8,
                           device=self.device if self.keep_on_device else "cpu")
@@ -258,12 +260,10 @@ class JpegDecoder:
         self.close()
 
 
-def _read(src: Path | bytes) -> bytes | Exception:
-    if isinstance(src, bytes):
-        return src
+def _read(src: Source | bytes) -> bytes | Exception:
     try:
-        return Path(src).read_bytes()
-    except OSError as exc:
+        return read_source(src)
+    except (OSError, zipfile.BadZipFile) as exc:
         return exc
 
 

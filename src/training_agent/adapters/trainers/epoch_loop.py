@@ -23,6 +23,8 @@ from .resume import Checkpointer
 from .run_context import RunContext
 from .run_data import RunData
 
+LOSS_READ_SECONDS = 1.0  # how often rank 0 reads the running loss for its progress
+
 
 class EpochLoop:
     def __init__(self, ctx: RunContext, data: RunData, learner: Learner,
@@ -96,10 +98,15 @@ class EpochLoop:
         torch.manual_seed(base * 7919 + ctx.dist.rank)  # dropout and the like
         order = torch.randperm(len(self.data["train"]),
                                generator=torch.Generator().manual_seed(base))
+        if self.data.gpu_cache:  # one copy an epoch: no step waits on a host-to-GPU copy
+            order = order.to(ctx.device)
         aug_gen = torch.Generator(device=ctx.device).manual_seed(base * 31 + ctx.dist.rank)
-        total = torch.zeros(2, dtype=torch.float64)
-        t0 = time.monotonic()
-        timed_out = False
+        # loss x images and images, summed on the device: a step never waits for the GPU
+        # (reading a value would); rank 0 reads them when it reports, at most every
+        # LOSS_READ_SECONDS, and every rank at the epoch's end
+        sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        t0 = last_read = time.monotonic()
+        timed_out, seen, train_loss = False, 0, None
         chunks = chunks_of(order, learner.batch.per_rank, steps)[:steps]
         for step, (images, labels) in enumerate(self.data["train"].batches(chunks), 1):
             x = learner.transform.train(images, aug_gen)
@@ -111,21 +118,27 @@ class EpochLoop:
             learner.scaler.step(learner.optimizer)
             learner.scaler.update()
             self.plan.schedule.step()
-            n = int((y != IGNORE).sum())
-            total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
+            n = (y != IGNORE).sum()
+            sums += torch.stack([loss.detach().double() * n, n.double()])
+            seen += len(y)
+            if done_steps == 0 and step == 1:  # this process's first step, run to its end
+                float(sums[1])
+                self._first_step(time.monotonic() - t0)
             now = time.monotonic()
-            if done_steps == 0 and step == 1:  # this process's first step
-                self._first_step(now - t0)
+            if ctx.dist.primary and (now - last_read >= LOSS_READ_SECONDS
+                                     or step == len(chunks)):
+                read = sums.tolist()
+                train_loss, last_read = read[0] / max(1.0, read[1]), now
             per_step = (now - t_train) / (done_steps + step)
             timed_out = ctx.report(EpochProgress(
                 epoch=epoch, epochs=self.plan.end_epoch, step=step, steps=steps,
-                train_loss=float(total[0] / max(1.0, float(total[1]))),
-                images_per_second=float(total[1]) * ctx.dist.world / max(1e-9, now - t0),
+                train_loss=train_loss,
+                images_per_second=seen * ctx.dist.world / max(1e-9, now - t0),
                 eta_seconds=per_step * ((self.plan.end_epoch - epoch + 1) * steps - step),
             ), over_budget=now - ctx.t_start > budget)
             if timed_out:
                 break
-        total = ctx.dist.sum(total)
+        total = ctx.dist.sum(sums.cpu())
         return float(total[0] / max(1.0, float(total[1]))), int(total[1]), timed_out
 
     def _first_step(self, seconds: float) -> None:

@@ -13,12 +13,13 @@ import statistics
 import tempfile
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .decode_pool import DecodeFailed, DecodePool
+from .sources import Member, Source, path_of
+from .sources import read as read_source
 
 MIN_AUTO_SIZE, MAX_AUTO_SIZE = 32, 224
 
@@ -40,12 +41,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: Path | str | bytes, size: int) -> np.ndarray:
-    """The image (a file, or its encoded bytes) as an RGB uint8 array of shape
-    (size, size, 3). Raises on unreadable files."""
+def _opened(src: Source | str | bytes) -> Image.Image:
+    if isinstance(src, bytes | Member):
+        return Image.open(io.BytesIO(read_source(src)))
+    return Image.open(src)
+
+
+def load_image(path: Source | str | bytes, size: int) -> np.ndarray:
+    """The image (a file, a member of the dataset's zip, or its encoded bytes) as an RGB
+    uint8 array of shape (size, size, 3). Raises on unreadable files."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # truncated/odd metadata: PIL's warnings are noise here
-        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as img:
+        with _opened(path) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (size, size))  # DCT scaling: decode at >= size, far faster
             img = ImageOps.exif_transpose(img)
@@ -55,15 +62,15 @@ def load_image(path: Path | str | bytes, size: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8).copy()
 
 
-def shorter_side(path: Path | str) -> int | None:
+def shorter_side(path: Source | str) -> int | None:
     try:
-        with Image.open(path) as img:
+        with _opened(path) as img:
             return min(img.size)
     except Exception:
         return None
 
 
-def auto_image_size(paths: Sequence[Path], sample: int = 256) -> int:
+def auto_image_size(paths: Sequence[Source], sample: int = 256) -> int:
     """The input size chosen from the data when training from scratch: the median shorter side
     of (an evenly spaced sample of up to 256) training images, clamped to [32, 224] and rounded
     down to a multiple of 8. Never above the images' typical side, so nothing is upscaled
@@ -74,25 +81,25 @@ def auto_image_size(paths: Sequence[Path], sample: int = 256) -> int:
     return max(MIN_AUTO_SIZE, min(MAX_AUTO_SIZE, median)) // 8 * 8
 
 
-def unreadable(path: Path | str, exc: Exception) -> str:
+def unreadable(src: Source | str, exc: Exception) -> str:
     """'<class>/<file>: Type: reason' for an image that cannot be read: named inside its split
     folder (the caller adds the split), never by the server's absolute path, which PIL's
     messages carry and which would reach agent_logs and the status view."""
-    path = Path(path)
+    path = path_of(src)
     shown = "/".join(path.parts[-2:])
     reason = str(exc).replace(str(path), shown)
     return f"{shown}: {type(exc).__name__}: {reason}"
 
 
 def decode_rows(out: str, shape: tuple[int, int, int, int], start: int,
-                sources: Sequence[Path | bytes], size: int) -> list[str | None]:
+                sources: Sequence[Source | bytes], size: int) -> list[str | None]:
     """Decode `sources` into rows `start`, `start + 1`, ... of the (N, 3, size, size) uint8
     array in the shared file `out` (run in a decoding process). Returns None for each decoded
     image, 'class/file: reason' (or 'bytes: reason') for each unreadable one."""
     return decode_rows_into(_shared(out, shape)[start:start + len(sources)], sources, size)
 
 
-def _unreadable(src: Path | bytes, exc: Exception) -> str:
+def _unreadable(src: Source | bytes, exc: Exception) -> str:
     return f"bytes: {type(exc).__name__}: {exc}" if isinstance(src, bytes) else unreadable(src, exc)
 
 
@@ -122,7 +129,7 @@ def _shared_folder(nbytes: int) -> str | None:
     return None
 
 
-def decode_rows_into(out: np.ndarray, sources: Sequence[Path | bytes],
+def decode_rows_into(out: np.ndarray, sources: Sequence[Source | bytes],
                      size: int) -> list[str | None]:
     errors: list[str | None] = []
     for i, src in enumerate(sources):
@@ -134,7 +141,7 @@ def decode_rows_into(out: np.ndarray, sources: Sequence[Path | bytes],
     return errors
 
 
-def _decode_pooled(sources: Sequence[Path | bytes], size: int, threads: int,
+def _decode_pooled(sources: Sequence[Source | bytes], size: int, threads: int,
                    pool: DecodePool | None) -> tuple[np.ndarray, list[str | None]]:
     n = len(sources)
     shape = (n, 3, size, size)
@@ -155,12 +162,12 @@ def _decode_pooled(sources: Sequence[Path | bytes], size: int, threads: int,
 
 
 def decode_many(
-    sources: Sequence[Path | bytes], size: int, threads: int,
+    sources: Sequence[Source | bytes], size: int, threads: int,
     pool: DecodePool | None = None,
 ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Decode `sources` (paths, or the encoded bytes of images) into one (N, 3, size, size)
-    uint8 array (N = readable images). Returns the array, the indices of the readable inputs,
-    and 'class/file: reason' for each unreadable one.
+    """Decode `sources` (paths, members of the dataset's zip, or the encoded bytes of images)
+    into one (N, 3, size, size) uint8 array (N = readable images). Returns the array, the
+    indices of the readable inputs, and 'class/file: reason' for each unreadable one.
 
     With `threads` (the CPU threads the job may use) > 1 and enough images, the work is
     spread over that many processes (`pool`, else a pool made for this call; see

@@ -18,6 +18,7 @@ from .reporting import Reports
 from .results import finish
 from .run_context import RunContext
 from .run_data import RunData
+from .sources import source_of
 
 
 def image_size_for(cfg: TrainingConfig, spec: InputSpec, request: TrainRequest) -> int:
@@ -25,8 +26,9 @@ def image_size_for(cfg: TrainingConfig, spec: InputSpec, request: TrainRequest) 
     training images (images.auto_image_size); never under the architecture's minimum."""
     size = cfg.image_size
     if size == "auto":
+        locate = source_of(request.splits)
         size = spec.image_size if cfg.pretrained else auto_image_size(
-            [p for p, _ in request.splits.train])
+            [locate(p) for p, _ in request.splits.train])
     return max(int(size), spec.min_size)
 
 

@@ -21,6 +21,7 @@ from training_agent.domain.ports import (
 
 from .data import default_cache_budget
 from .registry import PluginRegistry, default_registry
+from .sources import release
 
 
 def cpu_count() -> int:
@@ -97,3 +98,5 @@ class PyTorchTrainer(Trainer):
         except torch.OutOfMemoryError as exc:
             raise TrainingError(
                 f"out of memory: {exc}; lower batch_size or image_size") from None
+        finally:  # the zip's map: its space is freed when the job's folder goes
+            release(request.splits.archive)

@@ -1,5 +1,6 @@
 """A run's images: each split's share for this rank, decoded once into a cache (host or GPU
-memory) when the memory budget allows, else streamed from disk by loader processes; what was
+memory) when the memory budget allows, else streamed: decoded per batch on the GPU, or by
+loader processes on a CPU; what was
 skipped; and the few counts the rest of the run needs from every rank."""
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
 from .data import CachedSplit, StreamedSplit, load_split
-from .decoding import PIL_FUNCTION, make_decoder
+from .decoding import PIL_FUNCTION, JpegDecoder, PilDecoder, make_decoder
+from .device_stream import DeviceStreamedSplit
 from .run_context import RunContext
+from .sources import source_of
 
 MAX_LISTED_SKIPS = 20
 
@@ -57,15 +60,25 @@ class RunData:
         # model and activations need the rest); decided before the decode, so that nvJPEG's
         # output stays there
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
-        with make_decoder(ctx.device, image_size, threads, keep_on_device=gpu_cache) as decoder:
-            splits = {name: load_split(items, image_size, threads, cached, workers,
-                                       pin=ctx.cuda, decoder=decoder)
-                      for name, items in shards.items()}
-        described = {**decoder.describe(), "images": dict(sum(
-            (Counter(getattr(d, "decoded_by", {})) for d in splits.values()), Counter()))}
-        if not cached:  # decoded on every pass by the loader's processes
-            described = {"name": "pil", "function": PIL_FUNCTION, "loader_processes": workers,
-                         "streamed": True}
+        locate = source_of(ctx.req.splits)  # a member of the zip, read in place
+        if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py)
+            streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
+                                   keep_on_device=True)
+            splits: dict[str, CachedSplit | StreamedSplit] = {
+                name: DeviceStreamedSplit(items, streamer, threads, locate)
+                for name, items in shards.items()}
+            described = {**streamer.describe(), "streamed": True}
+        else:
+            with make_decoder(ctx.device, image_size, threads,
+                              keep_on_device=gpu_cache) as decoder:
+                splits = {name: load_split(items, image_size, threads, cached, workers,
+                                           pin=ctx.cuda, decoder=decoder, locate=locate)
+                          for name, items in shards.items()}
+            described = {**decoder.describe(), "images": dict(sum(
+                (Counter(getattr(d, "decoded_by", {})) for d in splits.values()), Counter()))}
+            if not cached:  # decoded on every pass by the loader's processes
+                described = {"name": "pil", "function": PIL_FUNCTION,
+                             "loader_processes": workers, "streamed": True}
         if cached and ctx.cuda:  # into GPU memory (a no-op for what nvJPEG left there), or
             for d in splits.values():  # page-locked host memory when it would not fit there
                 assert isinstance(d, CachedSplit)
