@@ -28,9 +28,9 @@ LOSS_READ_SECONDS = 1.0  # how often rank 0 reads the running loss for its progr
 
 class EpochLoop:
     def __init__(self, ctx: RunContext, data: RunData, learner: Learner,
-                 after_first_epoch: Callable[[], None]) -> None:
+                 on_epoch_end: Callable[[], None]) -> None:
         self.ctx, self.data, self.learner = ctx, data, learner
-        self.after_first_epoch = after_first_epoch  # the dataset check's end (reporting)
+        self.on_epoch_end = on_epoch_end  # the dataset check's end, once done (reporting)
         steps = learner.batch.steps
         self.plan = EpochPlan(ctx.cfg, steps, learner.optimizer, data.has_val, ctx.say)
         self.history: list[dict[str, Any]] = []
@@ -63,7 +63,7 @@ class EpochLoop:
         while epoch <= plan.end_epoch:
             t0 = time.monotonic()
             loss, seen, timed_out = self.epoch(epoch, budget, t_train)
-            self.after_first_epoch()  # made meanwhile (a no-op after epoch 1)
+            self.on_epoch_end()  # the dataset check's summary, if it is done
             ctx.dist.average_buffers(self.learner.model)
             seconds = time.monotonic() - t0
             cm, val_loss = self.learner.confusion(ctx, self.data, "val")

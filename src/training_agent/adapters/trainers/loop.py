@@ -49,7 +49,7 @@ class TrainingRun:
         self.reports = Reports.start(self.ctx, self.data, image_size)  # while epoch 1 trains
         self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
         self.loop = EpochLoop(self.ctx, self.data, self.learner,
-                              self.reports.finish_dataset_check)
+                              lambda: self.reports.finish_dataset_check(wait=False))
 
     def execute(self) -> TrainResult | None:
         """Train and hand back the result: rank 0's; None on the other ranks."""

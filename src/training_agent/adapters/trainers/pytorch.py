@@ -24,6 +24,13 @@ from .registry import PluginRegistry, default_registry
 from .sources import release
 
 
+def _load_plotting() -> None:
+    from .artifacts import pyplot
+
+    with contextlib.suppress(Exception):  # the plots report what fails, when they are made
+        pyplot()
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -56,15 +63,21 @@ class PyTorchTrainer(Trainer):
         return self.registry.catalog()
 
     def warm_up(self) -> None:
-        """Import what a run needs: the loop (torch), torchvision (the default backbones and
-        the decoders) and matplotlib (whose first import in a fresh environment builds its
-        font cache). Other plugins' libraries load when a job uses them."""
+        """Import what a run needs to start: the loop (torch), torchvision (the default
+        backbones and the decoders), and the GPU's context where there is one; matplotlib
+        (whose first import in a fresh environment builds its font cache) goes on loading on a
+        thread of its own, as the plots come only at the end. Other plugins' libraries load
+        when a job uses them."""
+        import threading
+
         from . import loop  # noqa: F401
-        from .artifacts import pyplot
 
         with contextlib.suppress(ImportError):
             import torchvision  # noqa: F401
-        pyplot()
+        if torch.cuda.is_available():
+            torch.cuda.init()
+        # not a daemon: a process that ends meanwhile waits for the import, never cuts it
+        threading.Thread(target=_load_plotting, name="plotting-warm-up").start()
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
         """Train on this process; under torchrun (rank 0), the other ranks get the request

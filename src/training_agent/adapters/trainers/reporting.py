@@ -1,8 +1,9 @@
 """The reports a run makes (`Reports`), kept out of the loop:
 
-- `Reports.start(...)`, right after the decode, and `finish_dataset_check()` after
-  the first epoch's steps: the dataset check on the decoded cache (dataset_check.py), made in
-  a thread while the first epoch trains; one summary line in the job's log;
+- `Reports.start(...)`, right after the decode, and `finish_dataset_check()` at the end of
+  the epoch during which it finished (at the latest before the results): the dataset check
+  on the decoded cache (dataset_check.py), made in a thread while training runs; one summary
+  line in the job's log;
 - `analyse(learner, metrics)`, after the best weights are tested: the result analysis
   (analysis.py); adds `findings` to the metrics, from which the summary is written;
 - `write(metrics, files)`: dataset_report.json, report.json and report.html beside the
@@ -59,12 +60,14 @@ class Reports:
         pool.shutdown(wait=False)  # the check runs on; nothing else goes to this pool
         return cls(ctx, data, image_size, future)
 
-    def finish_dataset_check(self) -> None:
-        """Wait for the dataset check (after the first epoch's steps; a second call does
-        nothing), keep its report and say its summary line."""
-        future, self.dataset_check = self.dataset_check, None
-        if future is None:
+    def finish_dataset_check(self, wait: bool = True) -> None:
+        """Keep the dataset check's report and say its summary line: at the end of the epoch
+        during which it finished (`wait=False`: it never holds training back), at the latest
+        before the results (waiting for it). A second call does nothing."""
+        future = self.dataset_check
+        if future is None or (not wait and not future.done()):
             return
+        self.dataset_check = None
         report, seconds = future.result()
         self.dataset_report = report
         self.ctx.timings["dataset_check_seconds"] = seconds

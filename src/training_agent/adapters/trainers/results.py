@@ -24,7 +24,7 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     in the evaluation."""
     ctx, data, learner = loop.ctx, loop.data, loop.learner
     names = ctx.req.splits.class_names
-    reports.finish_dataset_check()  # no epoch ran (a resumed, finished run)
+    reports.finish_dataset_check()  # still running, or no epoch ran (a resumed, finished run)
     loop.hand_back_weights()
     val_cm, _ = learner.confusion(ctx, data, "val")
     metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm), "best_epoch": loop.best.epoch,
