@@ -24,7 +24,8 @@ from .sources import read as read_source
 Locate = Callable[[Path], Source]  # an image's path -> where its bytes are (sources.source_of)
 
 
-def _on_disk(path: Path) -> Source:
+def on_disk(path: Path) -> Source:
+    """An image on disk: its path is where its bytes are."""
     return path
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
@@ -52,7 +53,7 @@ class CachedSplit:
     cached = True
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
-                 locate: Locate = _on_disk) -> None:
+                 locate: Locate = on_disk) -> None:
         decoded = decoder.decode([locate(p) for p, _ in items])
         ok = decoded.ok
         self.images = decoded.images
@@ -116,7 +117,7 @@ class StreamedSplit:
     cached = False
 
     def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
-                 workers: int, pin: bool = False, locate: Locate = _on_disk) -> None:
+                 workers: int, pin: bool = False, locate: Locate = on_disk) -> None:
         located = [locate(p) for p, _ in items]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             errors = list(pool.map(_readable, located, chunksize=64))
@@ -141,7 +142,7 @@ class StreamedSplit:
 
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
                workers: int, pin: bool = False, decoder: Decoder | None = None,
-               locate: Locate = _on_disk) -> CachedSplit | StreamedSplit:
+               locate: Locate = on_disk) -> CachedSplit | StreamedSplit:
     """A cached split is decoded by `decoder` (default: PIL over `threads` processes);
     `locate` says where each image's bytes are (a file, or a member of the dataset's zip)."""
     if cache:

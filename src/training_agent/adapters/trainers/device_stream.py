@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .data import Locate, StreamedSplit, _on_disk
+from .data import Locate, StreamedSplit, on_disk
 from .decoding import JpegDecoder
 
 AHEAD = 3  # batches decoded ahead of the one training
@@ -28,7 +28,7 @@ class DeviceStreamedSplit(StreamedSplit):
     """StreamedSplit's images and labels, decoded per batch by `decoder` on its device."""
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: JpegDecoder, threads: int,
-                 locate: Locate = _on_disk) -> None:
+                 locate: Locate = on_disk) -> None:
         super().__init__(items, decoder.size, threads, workers=0, locate=locate)
         self.decoder = decoder
         self.device = decoder.device
