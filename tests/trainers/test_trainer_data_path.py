@@ -21,14 +21,16 @@ def manifest_of(result) -> dict:
 def test_defaults_on_cpu_batch_32_and_the_decoder_in_the_manifest(tmp_path, tiny_splits):
     request = make_request(tmp_path, tiny_splits, epochs=1, batch_size="auto")
     request = request.model_copy(update={"timings": {"download_seconds": 0.25,
-                                                     "extract_seconds": 0.5}})
+                                                     "index_seconds": 0.5}})
     result = PyTorchTrainer(threads=2).train(request, Recorder())
     m = manifest_of(result)
     # the job's steps before training and the process's start-up are in the timings
     timings = m["timings"]
-    assert timings["download_seconds"] == 0.25 and timings["extract_seconds"] == 0.5
+    assert timings["download_seconds"] == 0.25 and timings["index_seconds"] == 0.5
     assert timings["process_start_to_trainer_seconds"] > 0
-    assert {"decode_seconds", "train_seconds", "write_seconds", "total_seconds"} <= set(timings)
+    assert {"decode_seconds", "model_seconds", "train_seconds", "evaluate_seconds",
+            "write_seconds", "total_seconds"} <= set(timings)
+    assert all(timings[k] >= 0 for k in ("model_seconds", "evaluate_seconds"))
     decoder = m["input"]["decoder"]
     assert decoder["name"] == "pil" and decoder["processes"] == 2
     assert decoder["function"] == m["input"]["preprocess_function"]

@@ -5,6 +5,8 @@ artifacts (results.py)."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from training_agent.domain.config import TrainingConfig
@@ -43,11 +45,16 @@ class TrainingRun:
         spec = provider.input_spec(cfg.backbone, cfg.pretrained)
         image_size = image_size_for(cfg, spec, request)
         torch.manual_seed(cfg.seed)
+        t0 = time.monotonic()
         model = provider.build(cfg.backbone, len(request.splits.class_names), cfg.pretrained,
                                image_size)
+        built = time.monotonic() - t0
         self.data = RunData.load(self.ctx, image_size, cache_bytes)
         self.reports = Reports.start(self.ctx, self.data, image_size)  # while epoch 1 trains
+        t0 = time.monotonic()
         self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
+        # the model, its device, the batch probe, the optimizer (and resumed weights: below)
+        self.ctx.timings["model_seconds"] = round(built + time.monotonic() - t0, 3)
         self.loop = EpochLoop(self.ctx, self.data, self.learner,
                               lambda: self.reports.finish_dataset_check(wait=False))
 

@@ -25,6 +25,7 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     ctx, data, learner = loop.ctx, loop.data, loop.learner
     names = ctx.req.splits.class_names
     reports.finish_dataset_check()  # still running, or no epoch ran (a resumed, finished run)
+    t0 = time.monotonic()
     loop.hand_back_weights()
     val_cm, _ = learner.confusion(ctx, data, "val")
     metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm), "best_epoch": loop.best.epoch,
@@ -36,6 +37,7 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
         split = "test"
         metrics["test_accuracy"] = accuracy(cm)
     counts = {k: data.total(ctx, k) for k, _ in data.items()}
+    ctx.timings["evaluate_seconds"] = round(time.monotonic() - t0, 3)  # best weights, val, test
     if not ctx.dist.primary:
         return None
     metrics["per_class"] = per_class(cm, names)
