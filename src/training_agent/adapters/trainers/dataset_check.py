@@ -71,6 +71,7 @@ class Item:
     path: Path
     label: int
     rel: str  # path inside the dataset (archive path below its top folder)
+    source: Source  # where its bytes are (a member of the dataset's zip, or the file)
     sha256: str = ""
     width: int = 0
     height: int = 0
@@ -78,11 +79,6 @@ class Item:
     format: str = ""
     bytes: int = 0
     error: str | None = None
-    source: Source | None = None  # where its bytes are (a member of the zip), if not `path`
-
-    @property
-    def located(self) -> Source:
-        return self.source if self.source is not None else self.path
 
 
 @dataclass
@@ -96,7 +92,7 @@ class Pixels:
 
 def _file_facts(item: Item) -> Item:
     try:
-        data = read_source(item.located)
+        data = read_source(item.source)
         item.bytes = len(data)
         item.sha256 = hashlib.sha256(data).hexdigest()
         with Image.open(io.BytesIO(data)) as img:
@@ -213,7 +209,7 @@ def check_dataset(splits: DatasetSplits, image_size: int,
     t0 = time.monotonic()
     names = splits.class_names
     locate = source_of(splits)
-    items = [Item(s, p, lab, _rel(p, splits.root), source=locate(p)) for s in SPLITS
+    items = [Item(s, p, lab, _rel(p, splits.root), locate(p)) for s in SPLITS
              for p, lab in getattr(splits, s)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         list(pool.map(_file_facts, items, chunksize=32))
@@ -264,7 +260,7 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
         device = px.images.device
     missing = [i for i in range(len(items)) if not known[i] and items[i].error is None]
     if missing:
-        array, ok, _ = decode_many([items[i].located for i in missing], HASH_SIZE, threads)
+        array, ok, _ = decode_many([items[i].source for i in missing], HASH_SIZE, threads)
         done = torch.tensor([missing[k] for k in ok], dtype=torch.long)
         bits[done], blank[done], thumbs[done] = _features(torch.from_numpy(array))
         known[done] = True
