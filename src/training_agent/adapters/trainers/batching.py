@@ -5,10 +5,10 @@
             (512) and the cap the data sets (below), whose training step fits comfortably: a
             short probe runs one real
             step (forward, backward, optimizer step, under the run's autocast and memory
-            layout) of a copy of the model on random images at each power of two, largest
-            first, and keeps the first whose peak memory stays within `MEMORY_SHARE` of what
-            was free on the GPU before the probe (the decoded cache, if it is on the GPU, is
-            already counted); a step that runs out of memory does not fit.
+            layout) of a copy of the model on random images at each doubling, and keeps the
+            largest whose peak memory stays within `MEMORY_SHARE` of what was free on the GPU
+            before the probe (the decoded cache, if it is on the GPU, is already counted). A
+            step that runs out of memory ends the probe.
   elsewhere 32 (`REFERENCE_BATCH`): on a CPU a larger batch is not faster per image, and
             more steps per epoch learn more from small datasets.
 An integer is that batch exactly.
@@ -89,25 +89,20 @@ def candidates(train_images: int, cap: int = MAX_AUTO_BATCH) -> list[int]:
 
 
 def probe(fits: Callable[[int], bool], sizes: list[int]) -> tuple[int, list[dict[str, Any]]]:
-    """The largest of `sizes` (ascending) for which `fits` holds, trying them largest first
-    and stopping at the first that fits (a step that runs out of memory does not); the
-    smallest when none does (training then reports the out-of-memory error itself). Returns
-    it and the trials.
-
-    Largest first because a step's memory grows with the batch, so the first that fits is
-    the answer, and on a large GPU the probe is then one step: each new batch shape costs
-    cuDNN's set-up for every convolution (about a second for ResNet-18 on an H200), which
-    five doublings paid five times."""
-    trials = []
-    for size in reversed(sizes):
+    """The largest of `sizes` (ascending) for which `fits` holds, trying them in order and
+    stopping at the first that does not fit or runs out of memory; the smallest when none
+    does (training then reports the out-of-memory error itself). Returns it and the trials."""
+    best, trials = sizes[0], []
+    for size in sizes:
         try:
             ok = fits(size)
         except torch.OutOfMemoryError:
             ok = False
         trials.append({"batch": size, "fits": ok})
-        if ok:
-            return size, trials
-    return sizes[0], trials
+        if not ok:
+            break
+        best = size
+    return best, trials
 
 
 def step_fits(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module], Any],
