@@ -116,6 +116,19 @@ def test_an_encrypted_member_is_refused_by_name(tmp_path):
     release(tmp_path / "d.zip")
 
 
+def test_a_zip_gone_from_under_a_run_is_named_without_the_servers_path(tmp_path):
+    from training_agent.adapters.trainers.images import unreadable
+
+    src = Member(str(tmp_path / "gone.zip"), "train/cat/0.jpg",
+                 tmp_path / "data" / "train" / "cat" / "0.jpg")
+    with pytest.raises(OSError) as err:
+        read(src)
+    said = unreadable(src, err.value)
+    assert said == ("cat/0.jpg: OSError: the dataset's zip cannot be read: No such file or "
+                    "directory")
+    assert str(tmp_path) not in said
+
+
 def test_a_dataset_on_disk_is_read_from_its_files(tmp_path):
     from training_agent.domain.ports import DatasetSplits
 

@@ -62,7 +62,12 @@ def read(src: Source | bytes) -> bytes:
     if isinstance(src, bytes):
         return src
     if isinstance(src, Member):
-        return _reader(src.archive).read(src.name)
+        try:
+            reader = _reader(src.archive)
+        except (OSError, zipfile.BadZipFile) as exc:  # named without the server's path
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise OSError(f"the dataset's zip cannot be read: {reason}") from None
+        return reader.read(src.name)
     return Path(src).read_bytes()
 
 
