@@ -18,10 +18,12 @@ out="${OUT:-bench/results}"
 python3 -c "import torch, torchvision; assert torch.cuda.is_available(), 'no CUDA GPU'; \
 print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())"
 nproc
+# where a fresh process's model set-up goes (cold, then with the trainer's GPU warm-up)
+for warm in "" --warm; do python3 bench/setup_probe.py $warm; done 2>&1 | tee "$out/setup_probe.jsonl"
 # the CUDA-only tests first (skipped on CPU-only machines): nvJPEG within the stated tolerance
 # of PIL, with its fallback; the batch probe's step
 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
-  tests/unit/test_device_stream.py tests/unit/test_sources.py \
+  tests/unit/test_device_stream.py tests/unit/test_sources.py tests/trainers/test_overlap.py \
   2>&1 | tee "$out/gpu_tests.log" || true
 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"

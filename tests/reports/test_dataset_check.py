@@ -26,7 +26,7 @@ def checked(zip_path: Path, dest: Path, cached: bool = True):
         pixels[name] = Pixels([items[i][0] for i in ok], torch.from_numpy(array)) \
             if cached else None
         skipped[name] = bad
-    return splits, check_dataset(splits, 32, pixels, skipped)
+    return splits, check_dataset(splits, 32, lambda: (pixels, skipped))
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,7 @@ class CachedSplit:
     """All images decoded once (by `decoder`, see decoding.py) into a uint8 tensor."""
 
     cached = True
+    filling = False  # see filling.FillingSplit: a cache still being decoded
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
                  locate: Locate = on_disk) -> None:
@@ -61,6 +62,11 @@ class CachedSplit:
         self.paths = [items[i][0] for i in ok]  # row order: the dataset check and report read it
         self.skipped = decoded.errors
         self.decoded_by = decoded.counts  # images by decoder (nvjpeg, pil, ...)
+
+    def contents(self) -> tuple[Sequence[Path | None], torch.Tensor, list[str]]:
+        """(the path of each row, the images, what was unreadable): what the dataset check
+        reads."""
+        return self.paths, self.images, self.skipped
 
     def pin(self) -> None:
         """Page-locked host memory: host-to-GPU copies of batches run asynchronously."""
@@ -115,6 +121,7 @@ class StreamedSplit:
     """Images decoded on every pass by `workers` processes (for datasets over the budget)."""
 
     cached = False
+    filling = False
 
     def __init__(self, items: Sequence[tuple[Path, int]], size: int, threads: int,
                  workers: int, pin: bool = False, locate: Locate = on_disk) -> None:
@@ -151,6 +158,12 @@ def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache
         with PilDecoder(size, threads) as own:
             return CachedSplit(items, own, locate)
     return StreamedSplit(items, size, threads, workers, pin, locate)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order in which an epoch visits a split's n images (on the CPU): a permutation
+    seeded by the run's seed and the epoch, the same on every rank."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 def chunks_of(order: torch.Tensor, batch_size: int, steps: int | None = None) -> list[torch.Tensor]:

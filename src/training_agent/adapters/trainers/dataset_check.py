@@ -29,7 +29,7 @@ import io
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +86,7 @@ class Pixels:
     """A split's decoded cache: the paths it holds, in row order, and the uint8 N x 3 x S x S
     images (any device)."""
 
-    paths: Sequence[Path]
+    paths: Sequence[Path | None]  # None: a row that holds no image (it was unreadable)
     images: torch.Tensor
 
 
@@ -201,11 +201,15 @@ def _pair_kind(a: str, b: str) -> str:
     return "-".join(sorted((a, b), key=SPLITS.index)) if a != b else f"within {a}"
 
 
-def check_dataset(splits: DatasetSplits, image_size: int,
-                  pixels: Mapping[str, Pixels | None], skipped: Mapping[str, Sequence[str]],
+Inputs = Callable[[], tuple[Mapping[str, Pixels | None], Mapping[str, Sequence[str]]]]
+
+
+def check_dataset(splits: DatasetSplits, image_size: int, inputs: Inputs,
                   threads: int = 2) -> dict[str, Any]:
     """The dataset report (see the module's docstring): a JSON-ready dict with `summary`
-    (one line for the logs) and `warnings` (each `{code, text}`)."""
+    (one line for the logs) and `warnings` (each `{code, text}`). `inputs()` gives each
+    split's decoded cache (None where there is none) and its unreadable images; it is called
+    once the files' facts are read (a cache may still be filling until then)."""
     t0 = time.monotonic()
     names = splits.class_names
     locate = source_of(splits)
@@ -213,6 +217,7 @@ def check_dataset(splits: DatasetSplits, image_size: int,
              for p, lab in getattr(splits, s)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         list(pool.map(_file_facts, items, chunksize=32))
+    pixels, skipped = inputs()
     bits, blank, thumbs, device = _hashes(items, pixels, threads)
     warnings: list[dict[str, str]] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": 1,
@@ -248,14 +253,15 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
     for split, px in pixels.items():
         if px is None or len(px.paths) == 0:
             continue
-        rows = [where.get((split, p)) for p in px.paths]
+        rows = [where.get((split, p)) if p is not None else None for p in px.paths]
         keep = [r for r, i in enumerate(rows) if i is not None]
         index = torch.tensor([rows[r] for r in keep], dtype=torch.long)
-        chosen = px.images[torch.tensor(keep, device=px.images.device)] \
-            if len(keep) != len(rows) else px.images
+        chosen = torch.tensor(keep, device=px.images.device) if len(keep) != len(rows) else None
         for lo in range(0, len(index), CHUNK):  # bounded float copies of a large cache
             at = index[lo:lo + CHUNK]
-            bits[at], blank[at], thumbs[at] = _features(chosen[lo:lo + CHUNK])
+            part = (px.images[lo:lo + CHUNK] if chosen is None
+                    else px.images[chosen[lo:lo + CHUNK]])
+            bits[at], blank[at], thumbs[at] = _features(part)
         known[index] = True
         device = px.images.device
     missing = [i for i in range(len(items)) if not known[i] and items[i].error is None]

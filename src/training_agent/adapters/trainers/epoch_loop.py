@@ -15,7 +15,7 @@ import torch
 from training_agent.domain.ports import EpochProgress
 
 from .best_weights import BestWeights
-from .data import IGNORE, chunks_of
+from .data import IGNORE, chunks_of, epoch_order
 from .epoch_plan import EpochPlan
 from .evaluation import accuracy, logits_of
 from .learner import Learner
@@ -63,6 +63,7 @@ class EpochLoop:
         while epoch <= plan.end_epoch:
             t0 = time.monotonic()
             loss, seen, timed_out = self.epoch(epoch, budget, t_train)
+            self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
             self.on_epoch_end()  # the dataset check's summary, if it is done
             ctx.dist.average_buffers(self.learner.model)
             seconds = time.monotonic() - t0
@@ -96,10 +97,10 @@ class EpochLoop:
         learner.step_model.train()
         base = ctx.cfg.seed * 1_000_003 + epoch
         torch.manual_seed(base * 7919 + ctx.dist.rank)  # dropout and the like
-        order = torch.randperm(len(self.data["train"]),
-                               generator=torch.Generator().manual_seed(base))
-        if self.data.gpu_cache:  # one copy an epoch: no step waits on a host-to-GPU copy
-            order = order.to(ctx.device)
+        order = epoch_order(len(self.data["train"]), ctx.cfg.seed, epoch)
+        if self.data.gpu_cache and not self.data["train"].filling:
+            order = order.to(ctx.device)  # one copy an epoch: no step waits on a copy (a
+            # cache still filling takes the order on the CPU, to know which rows to wait for)
         aug_gen = torch.Generator(device=ctx.device).manual_seed(base * 31 + ctx.dist.rank)
         # loss x images and images, summed on the device: a step never waits for the GPU
         # (reading a value would); rank 0 reads them when it reports, at most every
@@ -107,6 +108,10 @@ class EpochLoop:
         sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
         t0 = last_read = time.monotonic()
         timed_out, seen, train_loss = False, 0, None
+        if learner.batch.per_rank > 1 and 2 <= len(order) < 2 * steps:
+            # fewer images than the epoch's steps were set for (some turned out unreadable
+            # while the cache filled): a few repeat, so that no batch is of one image
+            order = torch.cat([order, order[: 2 * steps - len(order)]])
         chunks = chunks_of(order, learner.batch.per_rank, steps)[:steps]
         for step, (images, labels) in enumerate(self.data["train"].batches(chunks), 1):
             x = learner.transform.train(images, aug_gen)

@@ -38,7 +38,7 @@ class TrainingRun:
     """Set up on construction (decode, model, optimizer, resume); `execute` runs it."""
 
     def __init__(self, registry: PluginRegistry, request: TrainRequest, progress: ProgressSink,
-                 cache_bytes: int, threads: int) -> None:
+                 cache_bytes: int, threads: int, overlap: bool | None = None) -> None:
         cfg = request.config
         self.ctx = RunContext.create(request, progress, threads)
         provider = registry.check(cfg.trainer, cfg.backbone)
@@ -49,19 +49,26 @@ class TrainingRun:
         model = provider.build(cfg.backbone, len(request.splits.class_names), cfg.pretrained,
                                image_size)
         built = time.monotonic() - t0
-        self.data = RunData.load(self.ctx, image_size, cache_bytes)
-        self.reports = Reports.start(self.ctx, self.data, image_size)  # while epoch 1 trains
-        t0 = time.monotonic()
-        self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
-        # the model, its device, the batch probe, the optimizer (and resumed weights: below)
-        self.ctx.timings["model_seconds"] = round(built + time.monotonic() - t0, 3)
-        self.loop = EpochLoop(self.ctx, self.data, self.learner,
-                              lambda: self.reports.finish_dataset_check(wait=False))
+        self.data = RunData.load(self.ctx, image_size, cache_bytes, overlap)
+        try:  # the training cache may still be filling (filling.py) from here on
+            self.reports = Reports.start(self.ctx, self.data, image_size)  # while training
+            t0 = time.monotonic()
+            self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
+            # the model, its device, the batch probe, the optimizer (and resumed weights)
+            self.ctx.timings["model_seconds"] = round(built + time.monotonic() - t0, 3)
+            self.loop = EpochLoop(self.ctx, self.data, self.learner,
+                                  lambda: self.reports.finish_dataset_check(wait=False))
+        except BaseException:
+            self.data.close()
+            raise
 
     def execute(self) -> TrainResult | None:
         """Train and hand back the result: rank 0's; None on the other ranks."""
-        self.loop.run()
-        return finish(self.loop, self.reports)
+        try:
+            self.loop.run()
+            return finish(self.loop, self.reports)
+        finally:
+            self.data.close()
 
 
 __all__ = ["TrainingRun", "image_size_for"]

@@ -31,6 +31,30 @@ def _load_plotting() -> None:
         pyplot()
 
 
+def warm_gpu_libraries() -> None:
+    """One tiny training step on the GPU (bf16 convolution, BatchNorm, pooling, a matmul,
+    backward, a fused AdamW step): the first such step of a process loads cuDNN and cuBLAS
+    and their kernels, seconds that otherwise fall on the model's set-up (bench/
+    setup_probe.py measures both)."""
+    dev = torch.device("cuda")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 4)).to(dev).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(net(x).float(), torch.zeros(4, dtype=torch.long,
+                                                                           device=dev))
+    loss.backward()
+    torch.optim.AdamW(net.parameters(), fused=True).step()
+    torch.cuda.synchronize()
+
+
+def _warm_gpu() -> None:
+    with contextlib.suppress(Exception):  # a real step says what fails, when it comes
+        warm_gpu_libraries()
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -43,12 +67,16 @@ class PyTorchTrainer(Trainer):
     `cache_bytes` is the decoded-image memory budget (default: see data.default_cache_budget);
     `threads` the CPU threads this process may use (default: its share of the cores);
     `on_ready(run)` is called with each run (loop.TrainingRun: its `ctx`, `data`, `learner`,
-    `loop`) once it is set up, before the first step (what a benchmark or a test observes)."""
+    `loop`) once it is set up, before the first step (what a benchmark or a test observes);
+    `overlap` whether a cached training split fills while the first epoch trains (default:
+    on CUDA, where the GPU decodes while the CPU sets the model up; see filling.py)."""
 
     def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
                  threads: int | None = None,
-                 on_ready: Callable[[Any], None] | None = None) -> None:
+                 on_ready: Callable[[Any], None] | None = None,
+                 overlap: bool | None = None) -> None:
         self.registry = registry or default_registry()
+        self.overlap = overlap
         self.cache_bytes = cache_bytes
         self.threads = threads
         self.on_ready = on_ready
@@ -64,7 +92,8 @@ class PyTorchTrainer(Trainer):
 
     def warm_up(self) -> None:
         """Import what a run needs to start: the loop (torch), torchvision (the default
-        backbones and the decoders), and the GPU's context where there is one; matplotlib
+        backbones and the decoders), and the GPU's context where there is one, then its
+        libraries (cuDNN, cuBLAS) on a thread of their own (`warm_gpu_libraries`); matplotlib
         (whose first import in a fresh environment builds its font cache) goes on loading on a
         thread of its own, as the plots come only at the end. Other plugins' libraries load
         when a job uses them."""
@@ -74,9 +103,12 @@ class PyTorchTrainer(Trainer):
 
         with contextlib.suppress(ImportError):
             import torchvision  # noqa: F401
+        # not daemons: a process that ends meanwhile waits for them, never cuts them short
         if torch.cuda.is_available():
             torch.cuda.init()
-        # not a daemon: a process that ends meanwhile waits for the import, never cuts it
+            # the GPU libraries load on a thread of their own, which `train` does not wait
+            # for: the first real step waits only for what is not loaded yet
+            threading.Thread(target=_warm_gpu, name="gpu-warm-up").start()
         threading.Thread(target=_load_plotting, name="plotting-warm-up").start()
 
     def train(self, request: TrainRequest, progress: ProgressSink) -> TrainResult:
@@ -102,7 +134,7 @@ class PyTorchTrainer(Trainer):
         budget = self.cache_bytes if self.cache_bytes is not None else default_cache_budget()
         try:
             run = TrainingRun(self.registry, request, progress, budget,
-                              self.threads or cpu_count())
+                              self.threads or cpu_count(), self.overlap)
             if self.on_ready is not None:
                 self.on_ready(run)
             return run.execute()

@@ -44,14 +44,24 @@ class Reports:
         of before it. `finish_dataset_check` waits for it. Rank 0 only."""
         if not ctx.dist.primary:
             return cls(ctx, data, image_size, None)
-        pixels = {name: (dataset_check.Pixels(d.paths, d.images)
-                         if isinstance(d, CachedSplit) and not ctx.dist.active else None)
-                  for name, d in data.items()}
-        skipped = {name: list(d.skipped) for name, d in data.items()}
+
+        def inputs() -> tuple[dict[str, dataset_check.Pixels | None], dict[str, list[str]]]:
+            """The decoded caches and the skips: read once decoded (a training cache may
+            still be filling when the check starts with the files)."""
+            pixels: dict[str, dataset_check.Pixels | None] = {}
+            skipped: dict[str, list[str]] = {}
+            for name, d in data.items():
+                if isinstance(d, CachedSplit):
+                    paths, images, skipped[name] = d.contents()
+                    pixels[name] = (None if ctx.dist.active
+                                    else dataset_check.Pixels(paths, images))
+                else:
+                    pixels[name], skipped[name] = None, list(d.skipped)
+            return pixels, skipped
 
         def check() -> tuple[dict[str, Any], float]:
             t0 = time.monotonic()
-            report = dataset_check.check_dataset(ctx.req.splits, image_size, pixels, skipped,
+            report = dataset_check.check_dataset(ctx.req.splits, image_size, inputs,
                                                  ctx.threads)
             return report, round(time.monotonic() - t0, 3)
 

@@ -24,7 +24,8 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     in the evaluation."""
     ctx, data, learner = loop.ctx, loop.data, loop.learner
     names = ctx.req.splits.class_names
-    reports.finish_dataset_check()  # still running, or no epoch ran (a resumed, finished run)
+    data.settle(ctx)  # done at the first epoch's end, unless none ran (a resumed, finished run)
+    reports.finish_dataset_check()  # still running, or no epoch ran
     t0 = time.monotonic()
     loop.hand_back_weights()
     val_cm, _ = learner.confusion(ctx, data, "val")

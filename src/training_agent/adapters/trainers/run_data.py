@@ -16,24 +16,27 @@ import torch
 from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
-from .data import CachedSplit, StreamedSplit, load_split
+from .data import CachedSplit, StreamedSplit, epoch_order, load_split
 from .decoding import PIL_FUNCTION, JpegDecoder, PilDecoder, make_decoder
 from .device_stream import DeviceStreamedSplit
+from .filling import FillingSplit
 from .run_context import RunContext
 from .sources import source_of
 
 MAX_LISTED_SKIPS = 20
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunData:
     splits: dict[str, CachedSplit | StreamedSplit]  # this rank's share of each split
     cached: bool  # decoded once into memory (else streamed from disk on every pass)
     gpu_cache: bool  # that memory is the GPU's
     decoder: dict[str, Any]  # what decoded the images (the manifest's input.decoder)
-    skipped: dict[str, int]  # unreadable images per split, all ranks
+    skipped: dict[str, int]  # unreadable images per split, all ranks (once settled)
     has_val: bool  # any rank has validation images (else the last epoch is kept)
     smallest_shard: int  # the fewest training images of any rank: the epoch's steps
+    started: float = 0.0  # when the decode began (time.monotonic)
+    settled: bool = False  # every split decoded, the skips said (see `settle`)
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -46,7 +49,10 @@ class RunData:
         return int(ctx.dist.sum(torch.tensor(len(self.splits[split]))))
 
     @classmethod
-    def load(cls, ctx: RunContext, image_size: int, cache_bytes: int) -> RunData:
+    def load(cls, ctx: RunContext, image_size: int, cache_bytes: int,
+             overlap: bool | None = None) -> RunData:
+        """`overlap` (default: on CUDA): a cached training split fills while the first
+        epoch trains (filling.py); validation and test are decoded first."""
         t0 = time.monotonic()
         dist, threads = ctx.dist, ctx.threads
         per_image = 3 * image_size ** 2
@@ -60,6 +66,7 @@ class RunData:
         # model and activations need the rest); decided before the decode, so that nvJPEG's
         # output stays there
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
+        fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py)
             streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
@@ -69,28 +76,70 @@ class RunData:
                 for name, items in shards.items()}
             described = {**streamer.describe(), "streamed": True}
         else:
-            with make_decoder(ctx.device, image_size, threads,
-                              keep_on_device=gpu_cache) as decoder:
+            decoder = make_decoder(ctx.device, image_size, threads, keep_on_device=gpu_cache)
+            try:
                 splits = {name: load_split(items, image_size, threads, cached, workers,
                                            pin=ctx.cuda, decoder=decoder, locate=locate)
-                          for name, items in shards.items()}
-            described = {**decoder.describe(), "images": dict(sum(
-                (Counter(getattr(d, "decoded_by", {})) for d in splits.values()), Counter()))}
+                          for name, items in shards.items() if not (fill and name == "train")}
+            except BaseException:
+                decoder.close()
+                raise
+            if fill:  # the decoder is the filling thread's, which closes it
+                ctx.timings["decode_val_test_seconds"] = round(time.monotonic() - t0, 3)
+                splits["train"] = FillingSplit(
+                    shards["train"], decoder, locate, image_size,
+                    epoch_order(len(shards["train"]), ctx.cfg.seed, 1),
+                    ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda)
+                splits = {name: splits[name] for name in SPLITS}
+            else:
+                decoder.close()
+            described = {**decoder.describe(), "images": {}, "overlapped": fill}
             if not cached:  # decoded on every pass by the loader's processes
                 described = {"name": "pil", "function": PIL_FUNCTION,
                              "loader_processes": workers, "streamed": True}
         if cached and ctx.cuda:  # into GPU memory (a no-op for what nvJPEG left there), or
             for d in splits.values():  # page-locked host memory when it would not fit there
                 assert isinstance(d, CachedSplit)
+                if isinstance(d, FillingSplit):
+                    continue  # allocated where it belongs
                 if gpu_cache:
                     d.to(ctx.device)
                 else:
                     d.pin()
-        ctx.timings["decode_seconds"] = round(time.monotonic() - t0, 3)
-        skipped = checked_skips(ctx, splits)
-        return cls(splits, cached, gpu_cache, described, skipped,
+        data = cls(splits, cached, gpu_cache, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
-                   smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))))
+                   smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
+                   started=t0)
+        if not fill:
+            data.settle(ctx)
+        return data
+
+    def settle(self, ctx: RunContext) -> None:
+        """Once every split is decoded (at once, or at the end of the first epoch when the
+        training cache fills during it): the skips said and checked, the decode's figures.
+        Every rank calls it at the same point (it sums over the ranks)."""
+        if self.settled:
+            return
+        train = self.splits["train"]
+        if isinstance(train, FillingSplit):
+            train.settle()
+            ended = train.started + train.seconds
+            ctx.timings["decode_wait_seconds"] = round(train.waited, 3)
+        else:
+            ended = time.monotonic()
+        ctx.timings["decode_seconds"] = round(ended - self.started, 3)
+        if "images" in self.decoder:
+            self.decoder["images"] = dict(sum(
+                (Counter(getattr(d, "decoded_by", {})) for d in self.splits.values()),
+                Counter()))
+        self.settled = True
+        self.skipped.update(checked_skips(ctx, self.splits))
+
+    def close(self) -> None:
+        """Stop a decode still running (a run that ends early)."""
+        for d in self.splits.values():
+            if isinstance(d, FillingSplit):
+                d.close()
 
 
 def checked_skips(ctx: RunContext, splits: dict[str, CachedSplit | StreamedSplit]
