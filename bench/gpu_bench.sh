@@ -20,6 +20,9 @@ print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.
 nproc
 # where a fresh process's model set-up goes (cold, then with the trainer's GPU warm-up)
 for warm in "" --warm; do python3 bench/setup_probe.py $warm; done 2>&1 | tee "$out/setup_probe.jsonl"
+# what importing torch and torchvision costs there, by module (the slowest, cumulative µs)
+python3 -X importtime -c "import torch, torchvision" 2>&1 | sort -t'|' -k2 -n -r | head -40 \
+  > "$out/importtime.txt" || true
 # the CUDA-only tests first (skipped on CPU-only machines): nvJPEG within the stated tolerance
 # of PIL, with its fallback; the batch probe's step
 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \

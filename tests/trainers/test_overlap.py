@@ -168,3 +168,22 @@ def test_on_cuda_the_cache_fills_on_the_gpu_by_default(tmp_path, tiny_splits):
     assert decoder["images"].get("nvjpeg", 0) > 0
     assert m["timings"]["decode_wait_seconds"] >= 0
     assert all(h["train_loss"] == h["train_loss"] for h in result.metrics["history"])
+
+
+def test_unreadable_rows_are_marked_while_filling_and_dropped_when_settled(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, per_class=3)
+    broken = root / "train" / "c1" / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    items = [(p, int(p.parent.name[1:])) for p in sorted((root / "train").rglob("*.*"))]
+    order = torch.arange(len(items)).flip(0)
+    split = FillingSplit(items, PilDecoder(32, 1), lambda p: p, 32, order,
+                         torch.device("cpu"), pin=False)
+    paths, images, skipped = split.contents()  # waits for the decode, before settling
+    row = [p for p, _ in items].index(broken)
+    assert paths[row] is None and sum(p is None for p in paths) == 1
+    assert len(images) == len(items) and len(skipped) == 1 and "broken.jpg" in skipped[0]
+    split.settle()
+    assert len(split) == len(items) - 1 and broken not in split.paths
+    assert split.labels.tolist() == [lab for p, lab in items if p != broken]
+    assert split.skipped == skipped and not split.filling

@@ -30,7 +30,7 @@ class EpochLoop:
     def __init__(self, ctx: RunContext, data: RunData, learner: Learner,
                  on_epoch_end: Callable[[], None]) -> None:
         self.ctx, self.data, self.learner = ctx, data, learner
-        self.on_epoch_end = on_epoch_end  # the dataset check's end, once done (reporting)
+        self.on_epoch_end = on_epoch_end  # the dataset check's begin and end (reporting)
         steps = learner.batch.steps
         self.plan = EpochPlan(ctx.cfg, steps, learner.optimizer, data.has_val, ctx.say)
         self.history: list[dict[str, Any]] = []
@@ -64,7 +64,7 @@ class EpochLoop:
             t0 = time.monotonic()
             loss, seen, timed_out = self.epoch(epoch, budget, t_train)
             self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
-            self.on_epoch_end()  # the dataset check's summary, if it is done
+            self.on_epoch_end()  # the dataset check begins, or says its summary if done
             ctx.dist.average_buffers(self.learner.model)
             seconds = time.monotonic() - t0
             cm, val_loss = self.learner.confusion(ctx, self.data, "val")

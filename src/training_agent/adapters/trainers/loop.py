@@ -51,13 +51,13 @@ class TrainingRun:
         built = time.monotonic() - t0
         self.data = RunData.load(self.ctx, image_size, cache_bytes, overlap)
         try:  # the training cache may still be filling (filling.py) from here on
-            self.reports = Reports.start(self.ctx, self.data, image_size)  # while training
+            self.reports = Reports(self.ctx, self.data, image_size)
             t0 = time.monotonic()
             self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
             # the model, its device, the batch probe, the optimizer (and resumed weights)
             self.ctx.timings["model_seconds"] = round(built + time.monotonic() - t0, 3)
-            self.loop = EpochLoop(self.ctx, self.data, self.learner,
-                                  lambda: self.reports.finish_dataset_check(wait=False))
+            self.loop = EpochLoop(self.ctx, self.data, self.learner, self.reports.after_epoch)
+            self.reports.begin_dataset_check()  # now, unless the training cache still fills
         except BaseException:
             self.data.close()
             raise

@@ -1,9 +1,10 @@
 """The reports a run makes (`Reports`), kept out of the loop:
 
-- `Reports.start(...)`, right after the decode, and `finish_dataset_check()` at the end of
-  the epoch during which it finished (at the latest before the results): the dataset check
-  on the decoded cache (dataset_check.py), made in a thread while training runs; one summary
-  line in the job's log;
+- `begin_dataset_check()` once the images are decoded and the model set up (before the first
+  epoch, or at its end when the training cache fills during it), and `finish_dataset_check()`
+  at the end of the epoch during which it finished (at the latest before the results): the
+  dataset check on the decoded cache (dataset_check.py), made in a thread while training
+  runs; one summary line in the job's log;
 - `analyse(learner, metrics)`, after the best weights are tested: the result analysis
   (analysis.py); adds `findings` to the metrics, from which the summary is written;
 - `write(metrics, files)`: dataset_report.json, report.json and report.html beside the
@@ -30,24 +31,26 @@ from .run_data import RunData
 
 
 class Reports:
-    def __init__(self, ctx: RunContext, data: RunData, image_size: int,
-                 check: Future[tuple[dict[str, Any], float]] | None) -> None:
+    def __init__(self, ctx: RunContext, data: RunData, image_size: int) -> None:
         self.ctx, self.data, self.image_size = ctx, data, image_size
-        self.dataset_check = check  # running, until finish_dataset_check
+        self.dataset_check: Future[tuple[dict[str, Any], float]] | None = None  # running
+        self.check_begun = False
         self.dataset_report: dict[str, Any] | None = None
         self.analysis: dict[str, Any] | None = None
 
-    @classmethod
-    def start(cls, ctx: RunContext, data: RunData, image_size: int) -> Reports:
-        """Start the dataset check in a thread, right after the decode: it reads the decoded
-        cache and the files (their sha256 and headers) while the first epoch trains, instead
-        of before it. `finish_dataset_check` waits for it. Rank 0 only."""
-        if not ctx.dist.primary:
-            return cls(ctx, data, image_size, None)
+    def begin_dataset_check(self) -> None:
+        """Start the dataset check in a thread once every image is decoded and the model is
+        set up: it reads the decoded caches and the files (their sha256 and headers) while
+        training runs, instead of before it. Its threads hold Python's lock often, so it
+        never runs beside the model's set-up or a cache still filling (both Python-bound
+        too: measured on an H200, it stretched the set-up from 1.5 to 6.6 s). A second call,
+        or a call before the data is settled, does nothing. Rank 0 only."""
+        ctx, data, image_size = self.ctx, self.data, self.image_size
+        if self.check_begun or not data.settled or not ctx.dist.primary:
+            return
+        self.check_begun = True
 
         def inputs() -> tuple[dict[str, dataset_check.Pixels | None], dict[str, list[str]]]:
-            """The decoded caches and the skips: read once decoded (a training cache may
-            still be filling when the check starts with the files)."""
             pixels: dict[str, dataset_check.Pixels | None] = {}
             skipped: dict[str, list[str]] = {}
             for name, d in data.items():
@@ -66,14 +69,20 @@ class Reports:
             return report, round(time.monotonic() - t0, 3)
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="dataset-check")
-        future = pool.submit(check)
+        self.dataset_check = pool.submit(check)
         pool.shutdown(wait=False)  # the check runs on; nothing else goes to this pool
-        return cls(ctx, data, image_size, future)
+
+    def after_epoch(self) -> None:
+        """At an epoch's end: the check begins if it could not before (the training cache
+        filled during this epoch), or its summary is said if it has finished."""
+        self.begin_dataset_check()
+        self.finish_dataset_check(wait=False)
 
     def finish_dataset_check(self, wait: bool = True) -> None:
         """Keep the dataset check's report and say its summary line: at the end of the epoch
         during which it finished (`wait=False`: it never holds training back), at the latest
         before the results (waiting for it). A second call does nothing."""
+        self.begin_dataset_check()  # no epoch ran: it has not begun
         future = self.dataset_check
         if future is None or (not wait and not future.done()):
             return
