@@ -20,6 +20,16 @@ print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.
 nproc
 # where a fresh process's model set-up goes (cold, then with the trainer's GPU warm-up)
 for warm in "" --warm; do python3 bench/setup_probe.py $warm; done 2>&1 | tee "$out/setup_probe.jsonl"
+# import times with the machine's own bytecode (if its site-packages has none, every process
+# compiles torch's and sympy's sources again), then with a bytecode cache filled once, as an
+# installed environment has; the job below runs with that cache (PYTHONPYCACHEPREFIX)
+python3 -c "import torch, glob, os, sys; d = os.path.dirname(torch.__file__); \
+print('compiled bytecode beside torch:', len(glob.glob(d + '/__pycache__/*.pyc')), 'files')"
+for k in 1 2; do TIMEFORMAT="import torch, torchvision (machine's bytecode, run $k): %R s"
+  time python3 -c "import torch, torchvision"; done
+export PYTHONPYCACHEPREFIX=/tmp/pycache
+for k in 1 2; do TIMEFORMAT="import torch, torchvision (bytecode cache, run $k): %R s"
+  time python3 -c "import torch, torchvision"; done
 # what importing torch and torchvision costs there, by module (the slowest, cumulative µs)
 python3 -X importtime -c "import torch, torchvision" 2>&1 | sort -t'|' -k2 -n -r | head -40 \
   > "$out/importtime.txt" || true

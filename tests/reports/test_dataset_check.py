@@ -102,3 +102,26 @@ def test_a_clean_dataset_raises_no_warning(tmp_path):
     assert report["duplicates"]["exact"]["pairs"] == 0
     assert report["duplicates"]["near"]["pairs"] == 0
     assert summary_line(report).endswith("no problems found")
+
+
+def test_file_facts_read_by_decoding_processes_give_the_same_report(tmp_path, monkeypatch):
+    """Over 4 x FACTS_CHUNK files the facts are read by processes (not threads that would
+    hold Python's lock beside training): the report is the one the caller reads itself."""
+    from training_agent.adapters.trainers import dataset_check
+
+    make_planted_zip(tmp_path / "planted.zip")
+    _, inline = checked(tmp_path / "planted.zip", tmp_path / "inline")
+    ran: list[str] = []
+
+    class Counted(dataset_check.DecodePool):
+        def run(self, tasks):  # type: ignore[no-untyped-def]
+            ran.extend(t[0] for t in tasks)
+            return super().run(tasks)
+
+    monkeypatch.setattr(dataset_check, "FACTS_CHUNK", 8)
+    monkeypatch.setattr(dataset_check, "DecodePool", Counted)
+    _, pooled = checked(tmp_path / "planted.zip", tmp_path / "pooled")
+    assert ran and set(ran) == {"file_facts"}
+    assert {k: v for k, v in pooled.items() if k != "seconds"} == \
+        {k: v for k, v in inline.items() if k != "seconds"}
+    assert "BytesIO" not in pooled["summary"] and "broken.jpg" in pooled["summary"]

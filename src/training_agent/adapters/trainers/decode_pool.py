@@ -10,7 +10,8 @@ in a fraction of a second, hold nothing of the caller, and exit when the caller 
 stdin closes).
 
 The protocol is one pickled task on a child's stdin, one pickled result on its stdout, one task
-in flight per child (a task is a chunk of images, tens of milliseconds of work)."""
+in flight per child (a task is a chunk of images, tens of milliseconds of work): the name of
+what to run (`decode_rows`, or `file_facts` for the dataset check) and its arguments."""
 
 from __future__ import annotations
 
@@ -111,8 +112,9 @@ def serve() -> None:
     """A decoding process's main loop: tasks in on stdin, results out on stdout."""
     import signal
 
-    from .images import decode_rows
+    from .images import decode_rows, file_facts
 
+    tasks = {"decode_rows": decode_rows, "file_facts": file_facts}
     # Ctrl-C reaches the whole process group: the caller decides, and closes our stdin
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = sys.stdin.buffer
@@ -123,8 +125,8 @@ def serve() -> None:
             task = pickle.load(stdin)
         except EOFError:
             return
-        try:
-            result: tuple[str, Any] = ("ok", decode_rows(*task))
+        try:  # a task: (the function's name, its arguments...)
+            result: tuple[str, Any] = ("ok", tasks[task[0]](*task[1:]))
         except Exception as exc:  # a task-level failure (the shared file vanished, ...)
             result = ("error", f"{type(exc).__name__}: {exc}")
         pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)

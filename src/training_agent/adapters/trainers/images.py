@@ -7,8 +7,10 @@ resize to image_size x image_size with no crop."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
 import statistics
 import tempfile
 import warnings
@@ -87,8 +89,35 @@ def unreadable(src: Source | str, exc: Exception) -> str:
     messages carry and which would reach agent_logs and the status view."""
     path = path_of(src)
     shown = "/".join(path.parts[-2:])
-    reason = str(exc).replace(str(path), shown)
+    reason = _IN_MEMORY.sub("the file", str(exc).replace(str(path), shown))
     return f"{shown}: {type(exc).__name__}: {reason}"
+
+
+# PIL names bytes it was given as '<_io.BytesIO object at 0x7f...>': a memory address in a
+# message a person reads (and that changes from run to run)
+_IN_MEMORY = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+# a file's bytes, sha256, width, height, mode, format, and why it is unreadable (or None)
+Facts = tuple[int, str, int, int, str, str, str | None]
+
+
+def file_facts(sources: Sequence[Source]) -> list[Facts]:
+    """What the dataset check reads of each image file, without decoding its pixels: its
+    size in bytes, sha256, width and height, mode and format (from the header), or why it
+    cannot be read. Runs in a decoding process (decode_pool.py) or in the caller."""
+    out: list[Facts] = []
+    for src in sources:
+        size, digest = 0, ""
+        try:
+            data = read_source(src)
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
+            with Image.open(io.BytesIO(data)) as img:
+                out.append((size, digest, img.size[0], img.size[1], img.mode,
+                            img.format or "", None))
+        except Exception as exc:
+            out.append((size, digest, 0, 0, "", "", f"{type(exc).__name__}: {exc}"))
+    return out
 
 
 def decode_rows(out: str, shape: tuple[int, int, int, int], start: int,
@@ -152,7 +181,8 @@ def _decode_pooled(sources: Sequence[Source | bytes], size: int, threads: int,
     try:
         out = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
         pool = pool or DecodePool(threads)
-        tasks = [(path, shape, s, list(sources[s:s + CHUNK]), size) for s in range(0, n, CHUNK)]
+        tasks = [("decode_rows", path, shape, s, list(sources[s:s + CHUNK]), size)
+                 for s in range(0, n, CHUNK)]
         errors = [e for part in pool.run(tasks) for e in part]
     finally:
         os.unlink(path)  # the mapping stays valid; the name goes at once, whatever happens

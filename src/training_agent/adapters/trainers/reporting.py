@@ -64,8 +64,9 @@ class Reports:
 
         def check() -> tuple[dict[str, Any], float]:
             t0 = time.monotonic()
+            # its file reads in processes, leaving a core to the training loop
             report = dataset_check.check_dataset(ctx.req.splits, image_size, inputs,
-                                                 ctx.threads)
+                                                 max(1, ctx.threads - 1))
             return report, round(time.monotonic() - t0, 3)
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="dataset-check")
