@@ -38,5 +38,8 @@ python3 -X importtime -c "import torch, torchvision" 2>&1 | sort -t'|' -k2 -n -r
 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
   tests/unit/test_device_stream.py tests/unit/test_sources.py tests/trainers/test_overlap.py \
   2>&1 | tee "$out/gpu_tests.log" || true
+# the job with the training cache filling during the first epoch (TRAINING_AGENT_OVERLAP=1;
+# off by default until a GPU run shows it trains the same model: docs/trainer.md)
+TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" \
 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"

@@ -469,6 +469,7 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         "decode_rate": decoded / max(t["decode_seconds"], 1e-9), "timings": t,
         "decode_exposed": exposed, "outside": command - exposed - t["train_seconds"],
         "efficiency": eff, "fixed": fixed, "test_accuracy": m["metrics"].get("test_accuracy"),
+        "verdict": (m["metrics"].get("verdict") or {}).get("level"),
         "streamed": stream,
     }
 
@@ -511,11 +512,15 @@ def job_lines(j: dict[str, Any]) -> list[str]:
             f"{j['zip_mb']:.0f} MB); batch resolved to {j['batch']} (probe: "
             f"{j['batch_probe'] or 'none on a CPU'}), lr {j['lr']:.2g}; cache decoded by "
             f"{j['decoder'].get('name')} ({j['decoder'].get('images')}).", "",
+            *([f"**The job did not learn: test accuracy {j['test_accuracy']} (verdict "
+               f"{j.get('verdict')}) on images told apart by colour. The figures below time "
+               "a broken run.**", ""] if (j.get("test_accuracy") or 0) < 0.9 else []),
             "| measure | figure | ÷ limit |", "|---|---:|---:|",
             f"| compute limit: bare steps at batch {j['batch']} on in-memory tensors | "
             f"{_f(j['limit'], 1)} img/s | 1.00 |",
             f"| steady epoch (median of epochs 2+; all: {j['epoch_rates']}) | "
             f"{_f(j['steady'], 1)} img/s | **{j['steady_ratio']:.2f}** |",
+            f"| test accuracy (verdict) | {j.get('test_accuracy')} ({j.get('verdict')}) | |",
             f"| whole command ({j['command_seconds']:.1f} s: images trained ÷ its wall time) | "
             f"{_f(j['whole'], 1)} img/s | **{j['whole_ratio']:.2f}** |",
             f"| decode in the job (all splits ÷ decode_seconds) | {_f(j['decode_rate'])} img/s "

@@ -126,16 +126,18 @@ def test_the_trainer_settings_reach_the_adapters_through_the_container(monkeypat
 
     for name, value in {"TRAINING_AGENT_PLUGINS": " torchvision, timm ", "HF_HUB_OFFLINE": "yes",
                         "TRAINING_AGENT_CACHE_GB": "0.5", "XDG_CACHE_HOME": str(tmp_path),
-                        "WORLD_SIZE": "4", "LOCAL_RANK": "3"}.items():
+                        "WORLD_SIZE": "4", "LOCAL_RANK": "3", "TRAINING_AGENT_OVERLAP": "1"}.items():
         monkeypatch.setenv(name, value)
     build_container(Settings())
     env = environment.current()
     assert env.plugins == ("torchvision", "timm") and env.cache_home == tmp_path
+    assert env.overlap is True
     assert (env.world_size, env.local_rank, env.local_world_size) == (4, 3, None)
     assert offline_requested() and default_cache_budget() == 1 << 29
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRAINING_AGENT_OVERLAP")
     build_container(Settings())
-    assert not offline_requested()
+    assert not offline_requested() and environment.current().overlap is False
 
 
 def test_a_bad_trainer_setting_is_named():

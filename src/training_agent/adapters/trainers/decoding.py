@@ -234,6 +234,11 @@ class JpegDecoder:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in part]
+        if self.device.type == "cuda":
+            # nvJPEG writes its output on a stream of its own into memory allocated on the
+            # calling stream, waiting for nothing queued there: memory just freed on this
+            # stream may still be in use by kernels queued on it, so they must have run
+            torch.cuda.current_stream(self.device).synchronize()
         try:
             decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
             rows, imgs = [i for i, _ in part], list(decoded)

@@ -3,7 +3,9 @@ model's set-up and the first epoch instead of coming before them.
 
 `FillingSplit` allocates the whole cache (GPU memory, or page-locked host memory) up front,
 then a thread decodes the split in the order the first epoch will visit it (`epoch_order`),
-`PIECE` images at a time, and marks each piece done. A batch of the first epoch waits only for
+`PIECE` images at a time, and marks each piece done (on a GPU: on a CUDA stream of its own,
+each piece complete on the device before it is marked; why: docs/trainer.md, "nvJPEG and
+streams"). A batch of the first epoch waits only for
 the pieces that hold its rows; an unreadable image leaves its row out of its batch (a batch
 left empty or with one image takes readable ones already decoded: every rank keeps its
 number of steps, and BatchNorm never sees a batch of one).
@@ -17,6 +19,7 @@ need wherever the decode has them, which is correct, only less hidden."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -79,24 +82,15 @@ class FillingSplit(CachedSplit):
 
     def _fill(self, items: Sequence[tuple[Path, int]], decoder: Decoder, locate: Locate) -> None:
         counts: Counter[str] = Counter()
+        device = self.images.device
+        # on a GPU the decode runs on a stream of its own, never on the one training queues
+        # its kernels on (memory that training has just freed could otherwise be handed to
+        # nvJPEG while those kernels still use it), and each piece is complete on the device
+        # before a batch may read it
+        side = torch.cuda.Stream(device) if device.type == "cuda" else None
         try:
-            for lo in range(0, len(self.order), PIECE):
-                if self._stop.is_set():
-                    return
-                rows = self.order[lo:lo + PIECE]
-                decoded = decoder.decode([locate(items[r][0]) for r in rows.tolist()])
-                ok = rows[torch.tensor(decoded.ok, dtype=torch.long)]
-                if len(ok):
-                    self.images[ok.to(self.images.device)] = decoded.images.to(
-                        self.images.device)
-                failed = sorted(set(range(len(rows))) - set(decoded.ok))
-                counts.update(decoded.counts)
-                with self._lock:
-                    for k, err in zip(failed, decoded.errors, strict=True):
-                        self.bad[rows[k]] = True
-                        self.errors[int(rows[k])] = err
-                    self.done = lo + len(rows)
-                    self._lock.notify_all()
+            with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+                self._pieces(items, decoder, locate, counts, side)
             self.decoded_by = dict(counts)
         except BaseException as exc:  # said where a batch or `settle` waits for it
             self.failure = exc
@@ -104,6 +98,27 @@ class FillingSplit(CachedSplit):
             decoder.close()
             with self._lock:
                 self.seconds = time.monotonic() - self.started
+                self._lock.notify_all()
+
+    def _pieces(self, items: Sequence[tuple[Path, int]], decoder: Decoder, locate: Locate,
+                counts: Counter[str], side: torch.cuda.Stream | None) -> None:
+        for lo in range(0, len(self.order), PIECE):
+            if self._stop.is_set():
+                return
+            rows = self.order[lo:lo + PIECE]
+            decoded = decoder.decode([locate(items[r][0]) for r in rows.tolist()])
+            ok = rows[torch.tensor(decoded.ok, dtype=torch.long)]
+            if len(ok):
+                self.images[ok.to(self.images.device)] = decoded.images.to(self.images.device)
+            if side is not None:
+                side.synchronize()  # the rows are written before they are said to be
+            failed = sorted(set(range(len(rows))) - set(decoded.ok))
+            counts.update(decoded.counts)
+            with self._lock:
+                for k, err in zip(failed, decoded.errors, strict=True):
+                    self.bad[rows[k]] = True
+                    self.errors[int(rows[k])] = err
+                self.done = lo + len(rows)
                 self._lock.notify_all()
 
     def _wait(self, upto: int) -> None:

@@ -19,6 +19,7 @@ from training_agent.domain.ports import (
     TrainResult,
 )
 
+from . import environment
 from .data import default_cache_budget
 from .registry import PluginRegistry, default_registry
 from .sources import release
@@ -69,7 +70,7 @@ class PyTorchTrainer(Trainer):
     `on_ready(run)` is called with each run (loop.TrainingRun: its `ctx`, `data`, `learner`,
     `loop`) once it is set up, before the first step (what a benchmark or a test observes);
     `overlap` whether a cached training split fills while the first epoch trains (default:
-    on CUDA, where the GPU decodes while the CPU sets the model up; see filling.py)."""
+    the `TRAINING_AGENT_OVERLAP` setting, off; see filling.py)."""
 
     def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
                  threads: int | None = None,
@@ -134,7 +135,9 @@ class PyTorchTrainer(Trainer):
         budget = self.cache_bytes if self.cache_bytes is not None else default_cache_budget()
         try:
             run = TrainingRun(self.registry, request, progress, budget,
-                              self.threads or cpu_count(), self.overlap)
+                              self.threads or cpu_count(),
+                              environment.current().overlap if self.overlap is None
+                              else self.overlap)
             if self.on_ready is not None:
                 self.on_ready(run)
             return run.execute()

@@ -50,9 +50,9 @@ class RunData:
 
     @classmethod
     def load(cls, ctx: RunContext, image_size: int, cache_bytes: int,
-             overlap: bool | None = None) -> RunData:
-        """`overlap` (default: on CUDA): a cached training split fills while the first
-        epoch trains (filling.py); validation and test are decoded first."""
+             overlap: bool = False) -> RunData:
+        """`overlap`: a cached training split fills while the first epoch trains
+        (filling.py); validation and test are decoded first."""
         t0 = time.monotonic()
         dist, threads = ctx.dist, ctx.threads
         per_image = 3 * image_size ** 2
@@ -66,7 +66,7 @@ class RunData:
         # model and activations need the rest); decided before the decode, so that nvJPEG's
         # output stays there
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
-        fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
+        fill = cached and overlap  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py)
             streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
