@@ -513,8 +513,8 @@ def job_lines(j: dict[str, Any]) -> list[str]:
             f"{j['batch_probe'] or 'none on a CPU'}), lr {j['lr']:.2g}; cache decoded by "
             f"{j['decoder'].get('name')} ({j['decoder'].get('images')}).", "",
             *([f"**The job did not learn: test accuracy {j['test_accuracy']} (verdict "
-               f"{j.get('verdict')}) on images told apart by colour. The figures below time "
-               "a broken run.**", ""] if (j.get("test_accuracy") or 0) < 0.9 else []),
+               f"{j.get('verdict')}) on images told apart by colour: the figures below time a "
+               "run that did not learn.**", ""] if (j.get("test_accuracy") or 0) < 0.9 else []),
             "| measure | figure | ÷ limit |", "|---|---:|---:|",
             f"| compute limit: bare steps at batch {j['batch']} on in-memory tensors | "
             f"{_f(j['limit'], 1)} img/s | 1.00 |",
