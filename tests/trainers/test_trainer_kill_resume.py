@@ -78,7 +78,10 @@ def test_a_killed_job_resumes_from_epoch_3_with_the_same_weights(tmp_path, monke
     killed = service.create_project("killed", url, CONFIG)
     ckpt = home / "work" / "checkpoints" / killed.id / "last.pt"
 
-    env = {**os.environ, "TRAINING_AGENT_HOME": str(home), "LOG_LEVEL": "WARNING"}
+    # a checkpoint after every epoch (the default writes at most every 30 s, and when a job
+    # ends by an exception: a SIGKILL leaves no chance to)
+    env = {**os.environ, "TRAINING_AGENT_HOME": str(home), "LOG_LEVEL": "WARNING",
+           "TRAINING_AGENT_CHECKPOINT_SECONDS": "0"}
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, "train", killed.id, "--quiet"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -4,6 +4,8 @@ tolerance is zero); a changed config starts fresh."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -142,3 +144,45 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(tmp_path / "last.pt", weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+class Watching(Recorder):
+    """Notes, at each epoch's end, whether `last.pt` is on disk (and which epoch it holds)."""
+
+    def __init__(self, ckpt: Path, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kw)
+        self.ckpt, self.on_disk = ckpt, []
+
+    def __call__(self, p):  # type: ignore[no-untyped-def]
+        if p.step is None and p.message is None:
+            path = self.ckpt / "last.pt"
+            self.on_disk.append(torch.load(path, weights_only=True)["epoch"]
+                                if path.exists() else None)
+        super().__call__(p)
+
+
+def test_a_short_job_writes_its_checkpoint_only_when_it_stops(tmp_path, tiny_splits,
+                                                               monkeypatch):
+    """The default writes at most every 30 s: a job of a few seconds writes none while it
+    trains, yet a cancel leaves its last finished epoch on disk, and it resumes from there.
+    With TRAINING_AGENT_CHECKPOINT_SECONDS=0 every epoch is written."""
+    from training_agent.adapters.trainers import environment
+
+    ckpt = tmp_path / "checkpoints"
+    sink = Watching(ckpt, cancel_after_epoch=3)
+    with pytest.raises(JobCancelled):
+        PyTorchTrainer().train(make_request(tmp_path / "a", tiny_splits, ckpt, **RUN), sink)
+    assert sink.on_disk == [None, None, None]  # nothing written during epochs 1 to 3
+    assert torch.load(ckpt / "last.pt", weights_only=True)["epoch"] == 3  # the cancel's
+    again = Recorder()
+    PyTorchTrainer().train(make_request(tmp_path / "b", tiny_splits, ckpt, **RUN), again)
+    assert "resuming from checkpoint of epoch 3/4" in again.messages
+
+    monkeypatch.setattr(environment, "_current",
+                        environment.TrainerEnvironment(checkpoint_seconds=0))
+    every = Watching(tmp_path / "every", cancel_after_epoch=2)
+    with pytest.raises(JobCancelled):
+        PyTorchTrainer().train(make_request(tmp_path / "c", tiny_splits, tmp_path / "every",
+                                            **RUN), every)
+    # epoch 2's write waits for epoch 1's: at epoch 2's end the file holds one of them
+    assert every.on_disk[1] in (1, 2)

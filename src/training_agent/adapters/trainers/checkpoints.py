@@ -103,9 +103,10 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def save(self, folder: Path, payload: dict[str, Any]) -> None:
+    def save(self, folder: Path, payload: dict[str, Any], copied: bool = False) -> None:
+        """`copied`: the payload is already a `snapshot`, which nothing else changes."""
         self.wait()
-        copy = snapshot(payload)
+        copy = payload if copied else snapshot(payload)
 
         def write() -> None:
             _yield_cpu_to_training()

@@ -19,6 +19,7 @@ class TrainerEnvironment:
     offline: bool = False  # never touch the network for weights (fail fast, saying so)
     cache_gb: float | None = None  # memory for the decoded cache; None: 40 % of free, <= 16
     overlap: bool = False  # the training cache fills while the first epoch trains (filling.py)
+    checkpoint_seconds: float = 30.0  # the checkpoint is written at most this often (resume.py)
     cache_home: Path | None = None  # our cache folder's parent; None: ~/.cache
     world_size: int = 1  # torchrun's process group, as its variables describe it
     local_rank: int = 0

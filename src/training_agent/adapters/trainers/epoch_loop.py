@@ -49,9 +49,16 @@ class EpochLoop:
             ctx.say(f"resuming from checkpoint of epoch {state['epoch']}/{self.plan.end_epoch}")
 
     def run(self) -> None:
-        """Train until the plan says stop; the last checkpoint is on disk however it ends."""
+        """Train until the plan says stop. A run that ends by an exception (cancelled,
+        failed, interrupted) leaves its last finished epoch on disk to resume from."""
         try:
             self._run()
+        except BaseException:
+            try:
+                self.checkpoints.flush()
+            except Exception as exc:  # the run's own error is the one to report
+                self.ctx.say(f"the last checkpoint could not be written: {exc}")
+            raise
         finally:
             self.checkpoints.wait()
 
