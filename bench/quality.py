@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,14 @@ def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str
     splits = open_dataset(zip_path, root, 0.15, 0)
     runs = [ours(work, splits, family, seed) for seed in seeds]
     epochs = max(plain_epochs, *(o["epochs"] for o in runs))
-    plains = [plain(splits.root, runs[0]["image_size"], epochs, seed) for seed in seeds]
+    # the seed's recipe reads folders (ImageFolder): the zip extracted for it (ours reads the
+    # zip in place)
+    files = work / f"{family}-files"
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(files)
+    under, member = next(iter(splits.members.items()))  # the zip's top folder, if it has one
+    plain_root = files / member[: len(member) - len(under)]
+    plains = [plain(plain_root, runs[0]["image_size"], epochs, seed) for seed in seeds]
     o_curve = mean_curve([o["curve"] for o in runs], [o["test"] for o in runs])
     p_curve = mean_curve([p["curve"] for p in plains])
     best = max(c["test"] for c in p_curve)
