@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.domain.config import resolve_config
 
@@ -102,3 +104,33 @@ def test_an_integer_still_means_that_many_epochs(tmp_path, tiny_splits):
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs=3, early_stopping_patience=None), Recorder())
     assert result.epochs_run == 3 and result.metrics["stop_reason"] == "epochs"
+
+
+@pytest.mark.parametrize("last, cycles", [(0.9, 2), (0.35, 1)])
+def test_a_cool_down_that_lifts_validation_a_lot_earns_another_cycle(tmp_path, tiny_splits,
+                                                                      monkeypatch, last, cycles):
+    """Validation flat at 0.3 when the first cycle's cool-down begins (no longer improving),
+    then the cool-down lifts it: to 0.9, far more than two standard errors of 12 validation
+    images (the net was still taking off), another cycle follows; to 0.35, within them,
+    training stops there (plateau)."""
+    from training_agent.adapters.trainers import epoch_loop
+
+    script = iter([0.3, 0.3, 0.3, 0.3, last] + [0.3] * 5)  # validation accuracy per epoch
+    real = epoch_loop.accuracy
+
+    def scripted(cm):
+        return next(script, None) or real(cm)
+
+    monkeypatch.setattr(epoch_loop, "accuracy", scripted)
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,
+        max_epochs=30), sink)
+    again = [m for m in sink.messages if "another cycle" in m]
+    if cycles == 2:
+        assert again == ["after epoch 5: validation accuracy rose from 0.300 to 0.900 during "
+                         "the cool-down; another cycle of 5 epochs"]
+        assert result.epochs_run == 10
+    else:
+        assert again == [] and result.epochs_run == 5
+    assert result.metrics["stop_reason"] == "plateau"

@@ -32,7 +32,8 @@ class EpochLoop:
         self.ctx, self.data, self.learner = ctx, data, learner
         self.on_epoch_end = on_epoch_end  # the dataset check's begin and end (reporting)
         steps = learner.batch.steps
-        self.plan = EpochPlan(ctx.cfg, steps, learner.optimizer, data.has_val, ctx.say)
+        self.plan = EpochPlan(ctx.cfg, steps, learner.optimizer, data.has_val, ctx.say,
+                              data.total(ctx, "val"))
         self.history: list[dict[str, Any]] = []
         ctx.position = lambda: (len(self.history), self.plan.end_epoch)
         self.checkpoints = Checkpointer(ctx, learner, ctx.req.splits.class_names)
