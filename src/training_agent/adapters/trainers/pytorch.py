@@ -36,8 +36,8 @@ def warm_gpu_libraries() -> None:
     """One tiny training step on the GPU (bf16 convolution, BatchNorm, pooling, a matmul,
     backward, a fused AdamW step): the first such step of a process loads cuDNN and cuBLAS
     and their kernels, seconds that otherwise fall on the model's set-up (bench/
-    setup_probe.py measures both)."""
-    dev = torch.device("cuda")
+    setup_probe.py measures both). On this process's GPU (its local rank's under torchrun)."""
+    dev = torch.device("cuda", environment.current().local_rank % torch.cuda.device_count())
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
         torch.nn.MaxPool2d(2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),

@@ -81,17 +81,17 @@ class RunData:
                 splits = {name: load_split(items, image_size, threads, cached, workers,
                                            pin=ctx.cuda, decoder=decoder, locate=locate)
                           for name, items in shards.items() if not (fill and name == "train")}
+                if fill:  # the decoder is now the filling thread's, which closes it
+                    ctx.timings["decode_val_test_seconds"] = round(time.monotonic() - t0, 3)
+                    splits["train"] = FillingSplit(
+                        shards["train"], decoder, locate, image_size,
+                        epoch_order(len(shards["train"]), ctx.cfg.seed, 1),
+                        ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda)
+                    splits = {name: splits[name] for name in SPLITS}
             except BaseException:
                 decoder.close()
                 raise
-            if fill:  # the decoder is the filling thread's, which closes it
-                ctx.timings["decode_val_test_seconds"] = round(time.monotonic() - t0, 3)
-                splits["train"] = FillingSplit(
-                    shards["train"], decoder, locate, image_size,
-                    epoch_order(len(shards["train"]), ctx.cfg.seed, 1),
-                    ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda)
-                splits = {name: splits[name] for name in SPLITS}
-            else:
+            if not fill:
                 decoder.close()
             described = {**decoder.describe(), "images": {}, "overlapped": fill}
             if not cached:  # decoded on every pass by the loader's processes
