@@ -28,6 +28,7 @@ class DatabaseGoesAway(LocalBlobStore):
 
     def __init__(self, pg: PgServer, away: float) -> None:
         self.pg, self.away, self.back_at = pg, away, 0.0
+        self.failed: Exception | None = None  # the restart's error, if it had one
 
     def upload(self, src: Path, url: str) -> str:
         done = super().upload(src, url)
@@ -35,7 +36,11 @@ class DatabaseGoesAway(LocalBlobStore):
             self.pg.stop()
 
             def back() -> None:
-                self.pg.start()
+                try:
+                    self.pg.start()
+                except Exception as exc:
+                    self.failed = exc
+                    raise
                 self.back_at = time.monotonic()
 
             threading.Timer(self.away, back).start()
@@ -58,6 +63,7 @@ def test_a_model_uploaded_during_an_outage_is_recorded_once_the_database_returns
         repo.close()
 
         assert job.state is JobState.SUCCEEDED, job.error
+        assert blobs.failed is None and blobs.back_at, f"the restart failed: {blobs.failed}"
         assert recorded_after < 15
         with psycopg.connect(pg.dsn) as conn:
             [(model_url, metadata)] = conn.execute(
