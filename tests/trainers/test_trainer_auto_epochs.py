@@ -70,19 +70,8 @@ def test_a_second_cycle_runs_its_length_before_it_is_judged(tmp_path, tiny_split
     """Patience cuts the first cycle only. A second cycle starts at the full rate again, so its
     first epochs score below the first cycle's cooled-down best; it still runs its 5 epochs,
     and training stops (plateau) because it did not beat the first."""
-    from training_agent.adapters.trainers import epoch_loop
-
-    script = iter([0.2, 0.3, 0.4, 0.5, 0.6] + [0.3] * 5)  # validation accuracy per epoch
-    real = epoch_loop.accuracy
-
-    def scripted(cm):
-        return next(script, None) or real(cm)
-
-    monkeypatch.setattr(epoch_loop, "accuracy", scripted)
-    sink = Recorder()
-    result = PyTorchTrainer().train(make_request(
-        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,
-        max_epochs=30), sink)
+    sink, result = scripted_run(tmp_path, tiny_splits, monkeypatch,
+                                [0.2, 0.3, 0.4, 0.5, 0.6] + [0.3] * 5)
     assert "after epoch 5: validation accuracy still improving; another cycle of 5 epochs" \
         in sink.messages
     assert result.epochs_run == 10 and result.metrics["stop_reason"] == "plateau"
@@ -113,19 +102,8 @@ def test_a_cool_down_that_lifts_validation_a_lot_earns_another_cycle(tmp_path, t
     then the cool-down lifts it: to 0.9, far more than two standard errors of 12 validation
     images (the net was still taking off), another cycle follows; to 0.35, within them,
     training stops there (plateau)."""
-    from training_agent.adapters.trainers import epoch_loop
-
-    script = iter([0.3, 0.3, 0.3, 0.3, last] + [0.3] * 5)  # validation accuracy per epoch
-    real = epoch_loop.accuracy
-
-    def scripted(cm):
-        return next(script, None) or real(cm)
-
-    monkeypatch.setattr(epoch_loop, "accuracy", scripted)
-    sink = Recorder()
-    result = PyTorchTrainer().train(make_request(
-        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,
-        max_epochs=30), sink)
+    sink, result = scripted_run(tmp_path, tiny_splits, monkeypatch,
+                                [0.3, 0.3, 0.3, 0.3, last] + [0.3] * 5)
     again = [m for m in sink.messages if "another cycle" in m]
     if cycles == 2:
         assert again == ["after epoch 5: validation accuracy rose from 0.300 to 0.900 during "
@@ -134,3 +112,22 @@ def test_a_cool_down_that_lifts_validation_a_lot_earns_another_cycle(tmp_path, t
     else:
         assert again == [] and result.epochs_run == 5
     assert result.metrics["stop_reason"] == "plateau"
+
+
+def scripted_run(tmp_path, tiny_splits, monkeypatch, accuracies):  # type: ignore[no-untyped-def]
+    """`epochs: auto` (patience 2, a floor of 15 steps: 5-epoch cycles) with validation
+    accuracy scripted epoch by epoch, then real; returns the sink and the result."""
+    from training_agent.adapters.trainers import epoch_loop
+
+    script = iter(accuracies)
+    real = epoch_loop.accuracy
+
+    def scripted(cm):  # type: ignore[no-untyped-def]
+        return next(script, None) or real(cm)
+
+    monkeypatch.setattr(epoch_loop, "accuracy", scripted)
+    sink = Recorder()
+    result = PyTorchTrainer().train(make_request(
+        tmp_path, tiny_splits, epochs="auto", early_stopping_patience=2, min_steps=15,
+        max_epochs=30), sink)
+    return sink, result
