@@ -26,7 +26,7 @@ def checked(zip_path: Path, dest: Path, cached: bool = True):
         pixels[name] = Pixels([items[i][0] for i in ok], torch.from_numpy(array)) \
             if cached else None
         skipped[name] = bad
-    return splits, check_dataset(splits, 32, lambda: (pixels, skipped))
+    return splits, check_dataset(splits, 32, pixels, skipped)
 
 
 @pytest.fixture(scope="module")
@@ -107,21 +107,21 @@ def test_a_clean_dataset_raises_no_warning(tmp_path):
 def test_file_facts_read_by_decoding_processes_give_the_same_report(tmp_path, monkeypatch):
     """Over 4 x FACTS_CHUNK files the facts are read by processes (not threads that would
     hold Python's lock beside training): the report is the one the caller reads itself."""
-    from training_agent.adapters.trainers import dataset_check
+    from training_agent.adapters.trainers import images
 
     make_planted_zip(tmp_path / "planted.zip")
     _, inline = checked(tmp_path / "planted.zip", tmp_path / "inline")
-    ran: list[str] = []
+    facts: list[int] = []  # the files of each file_facts task the processes ran
 
-    class Counted(dataset_check.DecodePool):
+    class Counted(images.DecodePool):
         def run(self, tasks):  # type: ignore[no-untyped-def]
-            ran.extend(t[0] for t in tasks)
+            facts.extend(len(t[1]) for t in tasks if t[0] == "file_facts")
             return super().run(tasks)
 
-    monkeypatch.setattr(dataset_check, "FACTS_CHUNK", 8)
-    monkeypatch.setattr(dataset_check, "DecodePool", Counted)
+    monkeypatch.setattr(images, "FACTS_CHUNK", 8)
+    monkeypatch.setattr(images, "DecodePool", Counted)
     _, pooled = checked(tmp_path / "planted.zip", tmp_path / "pooled")
-    assert ran and set(ran) == {"file_facts"}
+    assert len(facts) > 1 and sum(facts) == inline["images"]  # every file, in processes
     assert {k: v for k, v in pooled.items() if k != "seconds"} == \
         {k: v for k, v in inline.items() if k != "seconds"}
     assert "BytesIO" not in pooled["summary"] and "broken.jpg" in pooled["summary"]

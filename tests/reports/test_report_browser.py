@@ -85,9 +85,8 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          locate=source_of(splits))
             for s in ("train", "val", "test")}
     assert all(isinstance(d, CachedSplit) for d in data.values())
-    dataset = check_dataset(splits, 32, lambda: (
-        {s: Pixels(d.paths, d.images) for s, d in data.items()},
-        {s: d.skipped for s, d in data.items()}))
+    dataset = check_dataset(splits, 32, {s: Pixels(d.paths, d.images) for s, d in data.items()},
+                            {s: d.skipped for s, d in data.items()})
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
                                 torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),

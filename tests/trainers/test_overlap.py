@@ -188,11 +188,14 @@ def test_unreadable_rows_are_marked_while_filling_and_dropped_when_settled(tmp_p
     order = torch.arange(len(items)).flip(0)
     split = FillingSplit(items, PilDecoder(32, 1), lambda p: p, 32, order,
                          torch.device("cpu"), pin=False)
-    paths, images, skipped = split.contents()  # waits for the decode, before settling
     row = [p for p, _ in items].index(broken)
-    assert paths[row] is None and sum(p is None for p in paths) == 1
-    assert len(images) == len(items) and len(skipped) == 1 and "broken.jpg" in skipped[0]
+    # while filling: the unreadable row is left out of the batch that holds it
+    [(images, labels)] = list(split.batches([torch.arange(len(items))]))
+    assert len(images) == len(items) - 1 and split.filling
+    assert labels.tolist() == [lab for p, lab in items if p != broken]
+    assert split.bad[row] and int(split.bad.sum()) == 1
     split.settle()
     assert len(split) == len(items) - 1 and broken not in split.paths
     assert split.labels.tolist() == [lab for p, lab in items if p != broken]
-    assert split.skipped == skipped and not split.filling
+    [skipped] = split.skipped
+    assert "broken.jpg" in skipped and not split.filling

@@ -103,15 +103,14 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def save(self, folder: Path, payload: dict[str, Any], copied: bool = False) -> None:
-        """`copied`: the payload is already a `snapshot`, which nothing else changes."""
+    def save(self, folder: Path, payload: dict[str, Any]) -> None:
+        """`payload`: a `snapshot`, which nothing else changes while it is written."""
         self.wait()
-        copy = payload if copied else snapshot(payload)
 
         def write() -> None:
             _yield_cpu_to_training()
             try:
-                save(folder, copy)
+                save(folder, payload)
             except BaseException as exc:  # surfaced by wait(), on the training thread
                 self._error = exc
 

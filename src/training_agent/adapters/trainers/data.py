@@ -18,15 +18,10 @@ from PIL import Image
 from . import environment
 from .decoding import Decoder, PilDecoder
 from .images import load_image, unreadable
-from .sources import Source
+from .sources import Source, on_disk
 from .sources import read as read_source
 
 Locate = Callable[[Path], Source]  # an image's path -> where its bytes are (sources.source_of)
-
-
-def on_disk(path: Path) -> Source:
-    """An image on disk: its path is where its bytes are."""
-    return path
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -62,11 +57,6 @@ class CachedSplit:
         self.paths = [items[i][0] for i in ok]  # row order: the dataset check and report read it
         self.skipped = decoded.errors
         self.decoded_by = decoded.counts  # images by decoder (nvjpeg, pil, ...)
-
-    def contents(self) -> tuple[Sequence[Path | None], torch.Tensor, list[str]]:
-        """(the path of each row, the images, what was unreadable): what the dataset check
-        reads."""
-        return self.paths, self.images, self.skipped
 
     def pin(self) -> None:
         """Page-locked host memory: host-to-GPU copies of batches run asynchronously."""
@@ -160,17 +150,28 @@ def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache
     return StreamedSplit(items, size, threads, workers, pin, locate)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed every random choice of an epoch derives from (its order, its augmentation):
+    a resumed run repeats an uninterrupted one exactly."""
+    return seed * 1_000_003 + epoch
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order in which an epoch visits a split's n images (on the CPU): a permutation
     seeded by the run's seed and the epoch, the same on every rank."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
 def chunks_of(order: torch.Tensor, batch_size: int, steps: int | None = None) -> list[torch.Tensor]:
     """Split an index order into `steps` (default ceil(n / batch_size)) nearly equal batches:
-    no batch of one (BatchNorm cannot train on it) unless there is only one image."""
+    no batch of one (BatchNorm cannot train on it) unless there is only one image. With
+    `steps` given (a training epoch's, set when the run began) and fewer than two images a
+    step (some found unreadable since, as a filling cache does), a few images come twice."""
     n = len(order)
     if n == 0:
         return []
+    if steps and batch_size > 1 and 2 <= n < 2 * steps:
+        order = torch.cat([order, order[: 2 * steps - n]])
+        n = len(order)
     steps = steps or -(-n // batch_size)
     return [c for c in torch.tensor_split(order, min(steps, n)) if len(c)]

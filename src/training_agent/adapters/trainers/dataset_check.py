@@ -27,7 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from training_agent.domain.archive import SPLITS
 from training_agent.domain.ports import DatasetSplits
 
-from .decode_pool import DecodeFailed, DecodePool
-from .images import Facts, decode_many, file_facts
+from .images import decode_many, facts_of
 from .sources import Source, source_of
 
 IMBALANCE_WARN = 5.0  # largest / smallest training class above this: a warning
@@ -82,31 +81,14 @@ class Pixels:
     """A split's decoded cache: the paths it holds, in row order, and the uint8 N x 3 x S x S
     images (any device)."""
 
-    paths: Sequence[Path | None]  # None: a row that holds no image (it was unreadable)
+    paths: Sequence[Path]
     images: torch.Tensor
 
 
-FACTS_CHUNK = 256  # files a decoding process reads per task
-
-
 def _file_facts(items: list[Item], threads: int) -> None:
-    """Each item's bytes, sha256 and header facts (images.file_facts), read by `threads`
-    decoding processes (decode_pool.py): this is the check's Python-heavy part, and in
-    threads it held Python's lock often enough to slow the training loop beside it (on an
-    H200: validation and checkpoints 8 s longer over 22,000 images). Few files, one
-    thread, or processes that cannot start: read here."""
-    sources = [it.source for it in items]
-    facts: list[Facts] | None = None
-    if threads > 1 and len(items) >= 4 * FACTS_CHUNK:
-        try:
-            with DecodePool(threads) as pool:
-                facts = [f for part in pool.run(
-                    [("file_facts", sources[s:s + FACTS_CHUNK])
-                     for s in range(0, len(sources), FACTS_CHUNK)]) for f in part]
-        except (OSError, DecodeFailed):
-            facts = None
-    if facts is None:
-        facts = file_facts(sources)
+    """Each item's bytes, sha256 and header facts (images.facts_of: in the decoding
+    processes, so that the check does not hold Python's lock beside the training loop)."""
+    facts = facts_of([it.source for it in items], threads)
     for it, (size, digest, width, height, mode, fmt, error) in zip(items, facts, strict=True):
         it.bytes, it.sha256, it.width, it.height = size, digest, width, height
         it.mode, it.format, it.error = mode, fmt, error
@@ -210,22 +192,17 @@ def _pair_kind(a: str, b: str) -> str:
     return "-".join(sorted((a, b), key=SPLITS.index)) if a != b else f"within {a}"
 
 
-Inputs = Callable[[], tuple[Mapping[str, Pixels | None], Mapping[str, Sequence[str]]]]
-
-
-def check_dataset(splits: DatasetSplits, image_size: int, inputs: Inputs,
+def check_dataset(splits: DatasetSplits, image_size: int,
+                  pixels: Mapping[str, Pixels | None], skipped: Mapping[str, Sequence[str]],
                   threads: int = 2) -> dict[str, Any]:
     """The dataset report (see the module's docstring): a JSON-ready dict with `summary`
-    (one line for the logs) and `warnings` (each `{code, text}`). `inputs()` gives each
-    split's decoded cache (None where there is none) and its unreadable images; it is called
-    once the files' facts are read (a cache may still be filling until then)."""
+    (one line for the logs) and `warnings` (each `{code, text}`)."""
     t0 = time.monotonic()
     names = splits.class_names
     locate = source_of(splits)
     items = [Item(s, p, lab, _rel(p, splits.root), locate(p)) for s in SPLITS
              for p, lab in getattr(splits, s)]
     _file_facts(items, threads)
-    pixels, skipped = inputs()
     bits, blank, thumbs, device = _hashes(items, pixels, threads)
     warnings: list[dict[str, str]] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": 1,
@@ -261,7 +238,7 @@ def _hashes(items: list[Item], pixels: Mapping[str, Pixels | None],
     for split, px in pixels.items():
         if px is None or len(px.paths) == 0:
             continue
-        rows = [where.get((split, p)) if p is not None else None for p in px.paths]
+        rows = [where.get((split, p)) for p in px.paths]
         keep = [r for r, i in enumerate(rows) if i is not None]
         index = torch.tensor([rows[r] for r in keep], dtype=torch.long)
         chosen = torch.tensor(keep, device=px.images.device) if len(keep) != len(rows) else None

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .data import Locate, StreamedSplit, on_disk
+from .data import Locate, StreamedSplit
 from .decoding import JpegDecoder
+from .sources import on_disk
 
 AHEAD = 3  # batches decoded ahead of the one training
 

@@ -15,7 +15,7 @@ import torch
 from training_agent.domain.ports import EpochProgress
 
 from .best_weights import BestWeights
-from .data import IGNORE, chunks_of, epoch_order
+from .data import IGNORE, chunks_of, epoch_order, epoch_seed
 from .epoch_plan import EpochPlan
 from .evaluation import accuracy, logits_of
 from .learner import Learner
@@ -103,7 +103,7 @@ class EpochLoop:
         ctx, learner = self.ctx, self.learner
         steps, done_steps = learner.batch.steps, (epoch - self.start_epoch) * learner.batch.steps
         learner.step_model.train()
-        base = ctx.cfg.seed * 1_000_003 + epoch
+        base = epoch_seed(ctx.cfg.seed, epoch)
         torch.manual_seed(base * 7919 + ctx.dist.rank)  # dropout and the like
         order = epoch_order(len(self.data["train"]), ctx.cfg.seed, epoch)
         if self.data.gpu_cache and not self.data["train"].filling:
@@ -116,10 +116,6 @@ class EpochLoop:
         sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
         t0 = last_read = time.monotonic()
         timed_out, seen, train_loss = False, 0, None
-        if learner.batch.per_rank > 1 and 2 <= len(order) < 2 * steps:
-            # fewer images than the epoch's steps were set for (some turned out unreadable
-            # while the cache filled): a few repeat, so that no batch is of one image
-            order = torch.cat([order, order[: 2 * steps - len(order)]])
         chunks = chunks_of(order, learner.batch.per_rank, steps)[:steps]
         for step, (images, labels) in enumerate(self.data["train"].batches(chunks), 1):
             x = learner.transform.train(images, aug_gen)

@@ -162,16 +162,6 @@ class FillingSplit(CachedSplit):
                 raise DatasetInvalid("none of the training images is readable")
             self._wait(upto + 1)
 
-    def contents(self) -> tuple[Sequence[Path | None], torch.Tensor, list[str]]:
-        """Waits for the decode; the unreadable rows' paths are None until `settle` drops
-        them."""
-        self._wait(len(self.order))
-        with self._lock:
-            if self.settled:
-                return self.paths, self.images, self.skipped
-            paths = [None if self.bad[i] else p for i, p in enumerate(self.paths)]
-            return paths, self.images, [self.errors[r] for r in sorted(self.errors)]
-
     def settle(self) -> None:
         """Wait for the decode, then drop the unreadable rows: a plain cache from now on."""
         if self.settled:

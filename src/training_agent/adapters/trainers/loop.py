@@ -56,7 +56,8 @@ class TrainingRun:
             self.learner = Learner.build(self.ctx, model, spec, image_size, self.data)
             # the model, its device, the batch probe, the optimizer (and resumed weights)
             self.ctx.timings["model_seconds"] = round(built + time.monotonic() - t0, 3)
-            self.loop = EpochLoop(self.ctx, self.data, self.learner, self.reports.after_epoch)
+            self.loop = EpochLoop(self.ctx, self.data, self.learner,
+                                  lambda: self.reports.finish_dataset_check(wait=False))
             self.reports.begin_dataset_check()  # now, unless the training cache still fills
         except BaseException:
             self.data.close()

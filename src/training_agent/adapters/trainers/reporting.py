@@ -50,22 +50,15 @@ class Reports:
             return
         self.check_begun = True
 
-        def inputs() -> tuple[dict[str, dataset_check.Pixels | None], dict[str, list[str]]]:
-            pixels: dict[str, dataset_check.Pixels | None] = {}
-            skipped: dict[str, list[str]] = {}
-            for name, d in data.items():
-                if isinstance(d, CachedSplit):
-                    paths, images, skipped[name] = d.contents()
-                    pixels[name] = (None if ctx.dist.active
-                                    else dataset_check.Pixels(paths, images))
-                else:
-                    pixels[name], skipped[name] = None, list(d.skipped)
-            return pixels, skipped
+        pixels = {name: (dataset_check.Pixels(d.paths, d.images)
+                         if isinstance(d, CachedSplit) and not ctx.dist.active else None)
+                  for name, d in data.items()}
+        skipped = {name: list(d.skipped) for name, d in data.items()}
 
         def check() -> tuple[dict[str, Any], float]:
             t0 = time.monotonic()
             # its file reads in processes, leaving a core to the training loop
-            report = dataset_check.check_dataset(ctx.req.splits, image_size, inputs,
+            report = dataset_check.check_dataset(ctx.req.splits, image_size, pixels, skipped,
                                                  max(1, ctx.threads - 1))
             return report, round(time.monotonic() - t0, 3)
 
@@ -73,17 +66,13 @@ class Reports:
         self.dataset_check = pool.submit(check)
         pool.shutdown(wait=False)  # the check runs on; nothing else goes to this pool
 
-    def after_epoch(self) -> None:
-        """At an epoch's end: the check begins if it could not before (the training cache
-        filled during this epoch), or its summary is said if it has finished."""
-        self.begin_dataset_check()
-        self.finish_dataset_check(wait=False)
-
     def finish_dataset_check(self, wait: bool = True) -> None:
         """Keep the dataset check's report and say its summary line: at the end of the epoch
         during which it finished (`wait=False`: it never holds training back), at the latest
-        before the results (waiting for it). A second call does nothing."""
-        self.begin_dataset_check()  # no epoch ran: it has not begun
+        before the results (waiting for it). A second call does nothing. It begins the check
+        first if it could not begin before (the training cache filled during the epoch just
+        ended, or no epoch ran)."""
+        self.begin_dataset_check()
         future = self.dataset_check
         if future is None or (not wait and not future.done()):
             return

@@ -87,7 +87,7 @@ class Checkpointer:
 
     def _write(self) -> None:
         if self.latest is not None:
-            self.writer.save(self.folder, self.latest, copied=True)
+            self.writer.save(self.folder, self.latest)
             self.latest, self.written_at = None, time.monotonic()
 
     def flush(self) -> None:

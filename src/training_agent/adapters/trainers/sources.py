@@ -39,11 +39,16 @@ class Member(NamedTuple):
 Source = Path | Member
 
 
+def on_disk(path: Path) -> Source:
+    """An image on disk: its path is where its bytes are."""
+    return path
+
+
 def source_of(splits: DatasetSplits) -> Callable[[Path], Source]:
     """path inside the dataset folder -> where its bytes are (the path itself when the
-    dataset was extracted to disk)."""
+    dataset is on disk)."""
     if splits.archive is None:
-        return lambda path: path
+        return on_disk
     archive, root, members = str(splits.archive), splits.root, splits.members
 
     def member(path: Path) -> Source:
