@@ -78,7 +78,8 @@ def make_agent(tmp_path: Path, tiny_zip: Path) -> Iterator[Callable[..., Agent]]
     started: list[TestClient] = []
 
     def make(api_key: str | None = None, max_concurrent: int = 1, home: Path | None = None,
-             stale_after: float = 120.0, **trainer_options: Any) -> Agent:
+             stale_after: float = 120.0, standby: bool = False,
+             **trainer_options: Any) -> Agent:
         settings = settings_for(home or tmp_path / "home", mcp_api_key=api_key,
                                 max_concurrent_jobs=max_concurrent)
         container = fake_container(settings, **trainer_options)
@@ -86,7 +87,7 @@ def make_agent(tmp_path: Path, tiny_zip: Path) -> Iterator[Callable[..., Agent]]
             container.training_service(),
             functools.partial(fake_container, settings, **trainer_options),
             owner="serve@test", max_concurrent=max_concurrent, heartbeat_seconds=0.5,
-            stale_after=stale_after, term_grace=3.0, poll_seconds=0.05,
+            stale_after=stale_after, term_grace=3.0, poll_seconds=0.05, standby=standby,
         )
         client = TestClient(create_app(container, runner, api_key=api_key))
         client.__enter__()

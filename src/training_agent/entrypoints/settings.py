@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     storage_emulator_host: str | None = None
     notify_webhook_url: str | None = Field(None, repr=False)
     max_concurrent_jobs: int = Field(1, ge=1, le=64)
+    # `serve`, `watch` and `mcp` keep a worker process loaded ahead of the next job
+    standby_worker: bool = Field(True, alias="TRAINING_AGENT_STANDBY_WORKER")
     # dataset intake caps (refuse zip bombs and archives with absurd member counts)
     max_dataset_bytes: int = Field(20 * 1024**3, ge=1, alias="TRAINING_AGENT_MAX_DATASET_BYTES")
     max_dataset_members: int = Field(200_000, ge=1, alias="TRAINING_AGENT_MAX_DATASET_MEMBERS")

@@ -51,6 +51,7 @@ class JobRunner:
         self, service: TrainingService, worker_factory: Callable[[], Container], *,
         owner: str, max_concurrent: int = 1, heartbeat_seconds: float = 5.0,
         stale_after: float = STALE_AFTER_SECONDS, term_grace: float = 5.0, poll_seconds: float = 0.2,
+        standby: bool = False,
     ) -> None:
         self.service = service
         self.worker_factory = worker_factory
@@ -64,7 +65,8 @@ class JobRunner:
         self._queue: deque[str] = deque()
         self._failures = Failures(service)
         self._workers = Workers(self._lock, self._failures, worker_factory, owner=owner,
-                                heartbeat_seconds=heartbeat_seconds, term_grace=term_grace)
+                                heartbeat_seconds=heartbeat_seconds, term_grace=term_grace,
+                                standby=standby)
         self._dispatcher = Dispatcher(
             service, self._workers, self._failures, owner=owner, queued=self.queued_jobs,
             launch=self._launch, heartbeat_seconds=heartbeat_seconds, stale_after=stale_after,
@@ -112,6 +114,7 @@ class JobRunner:
             running = self._workers.take_all()
             self._queue.clear()
         self._workers.terminate(running)
+        self._workers.close_standby()
         self.service.flush_notifications(SHUTDOWN_NOTIFY_SECONDS)  # failure messages, first
 
     # ---- commands ---------------------------------------------------------------------------
@@ -146,6 +149,10 @@ class JobRunner:
     def worker_pid(self, job_id: str) -> int | None:
         return self._workers.pid(job_id)
 
+    def standby_pid(self) -> int | None:
+        """The worker process waiting, loaded, for the next job (`standby`), if one."""
+        return self._workers.standby_pid()
+
     def check(self) -> str:
         """For /health: raises when the dispatcher is not running."""
         if not self._dispatcher.alive():
@@ -156,6 +163,12 @@ class JobRunner:
 
     # ---- the dispatcher's launch step -------------------------------------------------------
     def _launch(self) -> None:
+        self._launch_queued()
+        with self._lock:
+            if not self._dispatcher.halted:
+                self._workers.keep_standby(self.max_concurrent, len(self._queue))
+
+    def _launch_queued(self) -> None:
         while not self._dispatcher.halted:
             with self._lock:
                 if not self._queue or len(self._workers) >= self.max_concurrent:
@@ -177,4 +190,5 @@ def build_runner(container: Container, settings: Settings, owner: str) -> JobRun
     return JobRunner(
         container.training_service(), functools.partial(build_container, settings),
         owner=owner, max_concurrent=settings.max_concurrent_jobs,
+        standby=settings.standby_worker,
     )
