@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from training_agent.entrypoints.settings import Settings
-from training_agent.entrypoints.worker import workers
+from training_agent.entrypoints.worker import standby as standby_module
 from training_agent.entrypoints.worker.runner import build_runner
 from training_agent.testing.processes import alive
 
@@ -70,7 +70,7 @@ def test_a_queued_job_gets_a_standby_loaded_while_the_slot_is_taken(make_agent):
 
 
 def test_a_standby_that_dies_is_replaced_and_jobs_still_run(make_agent, monkeypatch):
-    monkeypatch.setattr(workers, "STANDBY_RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(standby_module, "RETRY_SECONDS", 0.5)
     agent = make_agent(standby=True)
     first = wait_until(agent.runner.standby_pid)
     os.kill(first, signal.SIGKILL)
@@ -80,6 +80,28 @@ def test_a_standby_that_dies_is_replaced_and_jobs_still_run(make_agent, monkeypa
     pid = agent.project(config={"epochs": 1})
     agent.client.post(START, json={"project_id": pid})
     assert agent.wait_status(pid, "pending_evaluation")["job"]["state"] == "succeeded"
+
+
+def broken_container():  # module-level: a spawned standby imports it from here
+    raise RuntimeError("the store's settings are broken")
+
+
+def test_a_standby_that_cannot_start_is_not_respawned_in_a_loop(make_agent, caplog):
+    from training_agent.entrypoints.worker.runner import JobRunner
+
+    agent = make_agent()
+    runner = JobRunner(agent.service, broken_container, owner="serve@broken", standby=True,
+                       heartbeat_seconds=0.5, poll_seconds=0.05)
+    runner.start()
+    try:
+        first = wait_until(runner.standby_pid)
+        wait_until(lambda: True if runner.standby_pid() is None else None)  # it died
+        time.sleep(1.0)  # 20 of the dispatcher's ticks
+        assert runner.standby_pid() is None
+        assert any(f"standby worker process {first} exited with code 1; the next in 60 s"
+                   in r.getMessage() for r in caplog.records)
+    finally:
+        runner.stop()
 
 
 def test_while_no_standby_is_ready_a_job_runs_in_a_new_process(make_agent):
@@ -115,6 +137,16 @@ def test_the_standby_worker_is_on_by_default_and_the_setting_turns_it_off(make_a
     monkeypatch.delenv("TRAINING_AGENT_STANDBY_WORKER", raising=False)
     assert Settings().standby_worker is True
     monkeypatch.setenv("TRAINING_AGENT_STANDBY_WORKER", "0")
-    settings = Settings()
-    assert settings.standby_worker is False
-    assert build_runner(agent.container, settings, "serve@test")._workers.standby is False
+    assert Settings().standby_worker is False
+    for on in (True, False):  # what `serve`, `watch` and `mcp` build from the settings
+        settings = agent.settings.model_copy(update={"standby_worker": on})
+        runner = build_runner(agent.container, settings, f"serve@standby-{on}")
+        runner.start()
+        try:
+            if on:
+                assert alive(wait_until(runner.standby_pid))
+            else:
+                time.sleep(0.5)
+                assert runner.standby_pid() is None
+        finally:
+            runner.stop()

@@ -25,6 +25,18 @@ HEARTBEAT_SECONDS = 5.0
 NOTIFY_FLUSH_SECONDS = 30.0
 
 
+def exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not exit"
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (killed: out of memory, or by an operator)" if name == "SIGKILL" else ""
+        return f"was killed by signal {name}{hint}"
+    if exitcode == 0:
+        return "exited before the job finished"
+    return f"exited with code {exitcode}"
+
+
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     """A SIGTERM handler: raise SystemExit(128 + signum) in the main thread."""
     # SystemExit unwinds through the service's `finally`, so the work folder is removed

@@ -23,7 +23,8 @@ from ..settings import Settings
 from .adopted import process_alive, split_worker_id
 from .dispatcher import RECORD_RETRY_SECONDS, Dispatcher
 from .failures import COMPLAIN_EVERY_SECONDS, Failures
-from .workers import Workers, exit_cause
+from .process import exit_cause
+from .workers import Workers
 
 log = logging.getLogger("training_agent.runner")
 

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import signal
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from ..container import Container
 from .adopted import AdoptedWorker
 from .failures import Failures
-from .process import run_job_process, standby_job_process
+from .process import exit_cause, run_job_process
+from .standby import Standby
 
 log = logging.getLogger("training_agent.runner")
-
-STANDBY_RETRY_SECONDS = 60.0  # after a standby worker died waiting, before the next
-
-
-def exit_cause(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "did not exit"
-    if exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = " (killed: out of memory, or by an operator)" if name == "SIGKILL" else ""
-        return f"was killed by signal {name}{hint}"
-    if exitcode == 0:
-        return "exited before the job finished"
-    return f"exited with code {exitcode}"
 
 
 class Workers:
@@ -51,10 +36,9 @@ class Workers:
         self._mp = multiprocessing.get_context("spawn")
         self._running: dict[str, BaseProcess | AdoptedWorker] = {}
         self._stopping: dict[str, float] = {}  # job id -> when SIGTERM was sent
-        # a worker spawned ahead of its job (`standby`): its process and the pipe for the id
-        self.standby = standby
-        self._standby: tuple[BaseProcess, Connection] | None = None
-        self._standby_retry_at = 0.0
+        self._standby = (Standby(self._mp, worker_factory, owner=owner,
+                                 heartbeat_seconds=heartbeat_seconds, term_grace=term_grace)
+                         if standby else None)
 
     def __len__(self) -> int:
         return len(self._running)
@@ -79,7 +63,7 @@ class Workers:
     def launch(self, job_id: str) -> None:
         """Run `job_id` in the standby worker when there is one, else in a new process."""
         with self.lock:
-            proc = self._hand_to_standby(job_id)
+            proc = self._standby.take(job_id) if self._standby is not None else None
             if proc is None:
                 proc = self._mp.Process(
                     target=run_job_process, name=f"training-job-{job_id[:8]}",
@@ -90,71 +74,20 @@ class Workers:
         log.info("job %s started in worker process %s", job_id, proc.pid)
 
     def keep_standby(self, slots: int, queued: int) -> None:
-        """With `standby` on, keep one worker spawned ahead of the next job: it loads torch
-        and the models while nothing waits for it, so a job starts without paying for the
-        imports (seconds; docs/architecture.md). While every one of the `slots` is taken, one
-        is spawned only for a job already `queued`: not beside the running jobs on the chance
-        that another comes, so as not to take cores from them. The caller holds `lock`."""
-        if not self.standby or (len(self._running) >= slots and not queued):
-            return
-        if self._standby is not None:
-            proc = self._standby[0]
-            if proc.exitcode is None:
-                return
-            # it died waiting (killed, or its start failed): not again for a while
-            log.warning("standby worker process %s %s; the next in %.0f s", proc.pid,
-                        exit_cause(proc.exitcode), STANDBY_RETRY_SECONDS)
-            self._drop_standby()
-            self._standby_retry_at = time.monotonic() + STANDBY_RETRY_SECONDS
-        if time.monotonic() < self._standby_retry_at:
-            return
-        jobs, sender = self._mp.Pipe(duplex=False)
-        proc = self._mp.Process(
-            target=standby_job_process, name="training-job-standby",
-            args=(jobs, self.worker_factory, self.owner, self.heartbeat_seconds),
-        )
-        proc.start()
-        jobs.close()
-        self._standby = (proc, sender)
-        log.info("standby worker process %s started", proc.pid)
-
-    def _hand_to_standby(self, job_id: str) -> BaseProcess | None:
-        """The standby worker, given `job_id` to run; None when there is none alive."""
-        if self._standby is None:
-            return None
-        proc, sender = self._standby
-        try:
-            if proc.exitcode is not None:
-                raise OSError("exited")
-            sender.send(job_id)
-        except OSError:  # it died waiting: a new process takes the job
-            self._drop_standby()
-            return None
-        sender.close()
-        self._standby = None
-        return proc
-
-    def _drop_standby(self) -> None:
-        """Stop the standby worker (closing its pipe ends its wait; SIGTERM its import)."""
-        if self._standby is None:
-            return
-        proc, sender = self._standby
-        self._standby = None
-        sender.close()
-        if proc.exitcode is None:
-            proc.terminate()
-        proc.join(self.term_grace)
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join(5)
+        """With a standby worker: keep one spawned while a slot is free, and while every one
+        of the `slots` is taken, only for a job already `queued` (not on the chance that
+        another comes, so as not to take the running jobs' cores). The caller holds `lock`."""
+        if self._standby is not None and (len(self._running) < slots or queued):
+            self._standby.keep()
 
     def standby_pid(self) -> int | None:
         with self.lock:
-            return self._standby[0].pid if self._standby is not None else None
+            return self._standby.pid() if self._standby is not None else None
 
     def close_standby(self) -> None:
         with self.lock:
-            self._drop_standby()
+            if self._standby is not None:
+                self._standby.close()
 
     def adopt(self, job_id: str, pid: int) -> None:
         """Take over a worker left running by this agent's previous life; fail its job if it
