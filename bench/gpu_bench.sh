@@ -8,8 +8,9 @@
 # (PIL processes and nvJPEG), parallel efficiency, steady epoch / compute limit, whole
 # command / limit. Results: $OUT/trainer_gpu.md, .json, .log and gpu_tests.log (bench/results/
 # without $OUT).
-# Extra arguments go to trainer_bench.py (e.g. --sections job,efficiency; --streamed: the job
-# again over the memory budget, decoded per batch by nvJPEG).
+# Then bench/job_start.py under `serve` (with .whl/serve/: job_start_gpu.md). Extra arguments
+# go to trainer_bench.py (e.g. --sections job,efficiency; --streamed: the job again over the
+# memory budget, decoded per batch by nvJPEG).
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl
@@ -43,3 +44,12 @@ python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/
 TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" \
 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"
+# a job's start under `serve`, a fresh worker process per job vs the standby worker (the
+# imports above are what a fresh one pays); needs the HTTP stack of .whl/serve/
+if python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+     --target /tmp/site-serve .whl/serve/*.whl; then
+  PYTHONPATH=/tmp/site:/tmp/site-serve python3 bench/job_start.py --jobs 2 --settle 10 --gap 3 \
+    --out "$out/job_start_gpu.md" 2>&1 | tail -12 || true
+else
+  echo "the serve wheels did not install: job_start skipped"
+fi
