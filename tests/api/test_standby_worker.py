@@ -38,6 +38,8 @@ def test_a_job_runs_in_the_worker_spawned_before_it_then_another_waits(make_agen
     agent.wait_for(pid, lambda v: v["job"]["progress"].get("epoch"))
     assert agent.runner.worker_pid(job_id) == standby
     assert agent.runner.standby_pid() is None  # none beside the job in the only slot
+    # it loaded from a thread at the lowest priority; the job's (main) thread runs at normal
+    assert os.getpriority(os.PRIO_PROCESS, standby) == os.getpriority(os.PRIO_PROCESS, 0)
 
     view = agent.wait_status(pid, "pending_evaluation")
     assert view["job"]["state"] == "succeeded"

@@ -155,9 +155,9 @@ def _load_meekly(container: Container) -> None:
     job took 3.1 s beside a standby importing at normal priority (bench/results/
     job_start.md). The job itself, once handed over, runs on the main thread at the
     process's normal priority."""
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux"):  # a thread id is a task id there
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, 19)  # 0: the calling thread, on Linux
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     container.trainer().warm_up()
 
 
