@@ -9,7 +9,8 @@ epochs, so that it is still training when the fault strikes).
 For each fault the table gives what the job ended as, what was recorded (the job's error, the
 error row in agent_logs), the seconds to recover (what is timed is said in the row) and anything
 left behind: work folders (`work/jobs/<id>/`), objects in the model store under
-`models/<project>/`, and live worker processes of that home. `held` says whether the outcome is
+`models/<project>/`, and live worker processes of that home (not a live agent's standby worker,
+which waits for the next job on purpose). `held` says whether the outcome is
 what the issue asks for; the script exits 1 when one is not. A script, not a test (one fault,
 the zip bomb, runs in tests/e2e/test_faults_bench.py so that it cannot rot):
 
@@ -90,6 +91,15 @@ def short(text: str | None, limit: int = 150) -> str:
 
 
 # ---- an agent home and its processes -------------------------------------------------------
+def parent_cmdline(proc: Path) -> bytes:
+    """The command line of a /proc entry's parent process; empty when it cannot be read."""
+    try:
+        parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        return (Path("/proc") / parent / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return b""
+
+
 class Agent:
     """One TRAINING_AGENT_HOME: the CLI, `serve` processes, its store's rows and leftovers."""
 
@@ -125,7 +135,7 @@ class Agent:
             served.stop()
 
     # the store's rows
-    def rows(self, sql: str, *args: object) -> list[dict[str, Any]]:
+    def rows(self, sql: str, *args: object, patience: float = 60) -> list[dict[str, Any]]:
         if self.dsn:
             import psycopg
             from psycopg.rows import dict_row
@@ -135,7 +145,7 @@ class Agent:
         db = self.home / "training-agent.sqlite3"
         if not db.exists():
             return []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + patience
         while True:
             conn = sqlite3.connect(db, timeout=30)
             conn.row_factory = sqlite3.Row
@@ -151,9 +161,9 @@ class Agent:
             finally:
                 conn.close()
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str, patience: float = 60) -> dict[str, Any]:
         [row] = self.rows("SELECT state, error, worker_id FROM training_jobs WHERE id = ?",
-                          job_id)
+                          job_id, patience=patience)
         return row
 
     def worker_pid(self, job_id: str) -> int | None:
@@ -169,13 +179,21 @@ class Agent:
                  timeout: float = 180, during: Callable[[], None] | None = None
                  ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        while not done(job := self.job(job_id)):
+        state = "unread"
+        while True:
+            try:  # a reader on a full disk cannot open the database: `during` may free it
+                job = self.job(job_id, patience=1)
+            except sqlite3.OperationalError:
+                job = None
+            if job is not None:
+                if done(job):
+                    return job
+                state = job["state"]
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout:.0f} s")
+                raise TimeoutError(f"job {job_id} still {state} after {timeout:.0f} s")
             if during:
                 during()
             time.sleep(0.1)
-        return job
 
     # what is left behind
     def work_folders(self) -> list[str]:
@@ -188,7 +206,13 @@ class Agent:
             if models.is_dir() else []
 
     def workers_alive(self) -> list[int]:
-        """Live worker processes (spawned by an agent) of this home."""
+        """Live worker processes (spawned by an agent) of this home, but a live agent's
+        standby worker: loaded and waiting for the next job (docs/architecture.md), it is the
+        agent's own, not left behind. It is told apart as a child of a live agent that ran no
+        job; once its agent is gone it counts like any other."""
+        ran = {int(w.rsplit("/pid:", 1)[1]) for w in (
+            r["worker_id"] or "" for r in self.rows("SELECT worker_id FROM training_jobs"))
+            if "/pid:" in w}
         found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
@@ -200,7 +224,11 @@ class Agent:
                 continue
             if b"spawn_main" in cmdline and \
                     f"TRAINING_AGENT_HOME={self.home}\0".encode() in environ + b"\0":
-                found.append(int(proc.name))
+                agent = parent_cmdline(proc)
+                standby = int(proc.name) not in ran and any(
+                    f"\0{role}\0".encode() in agent for role in ("serve", "watch", "mcp"))
+                if not standby:
+                    found.append(int(proc.name))
         return found
 
     def leftovers(self, project_ids: list[str]) -> tuple[str, bool]:
@@ -662,7 +690,7 @@ def fault_worker_kill(root: Path, args: argparse.Namespace) -> Row:
         serve.wait_training(job_id)
         worker = agent.worker_pid(job_id)
         work = agent.home / "work" / "jobs" / job_id
-        images = len(list(work.rglob("*.jpg")))
+        existed = work.is_dir()  # the job's folder (the dataset is read in place from its zip)
         assert worker is not None
         os.kill(worker, signal.SIGKILL)
         t0 = time.monotonic()
@@ -674,11 +702,11 @@ def fault_worker_kill(root: Path, args: argparse.Namespace) -> Row:
         row.ended = job["state"]
         row.recorded = recorded(agent, job, project)
         row.recover = (f"job failed {failed_s:.1f} s after the kill; its work folder "
-                       f"({images} extracted images) removed {removed_s:.1f} s after it")
+                       f"removed {removed_s:.1f} s after it")
         row.left, clean = agent.leftovers([project])
         row.expect(job["state"] == "failed" and "SIGKILL" in (job["error"] or ""),
                    "the job did not fail naming the signal")
-        row.expect(images > 0 and not work.exists(), "the work folder was left")
+        row.expect(existed and not work.exists(), "the work folder was left")
         row.expect(clean, "something left behind")
     return row
 
@@ -760,7 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         "on 32 px images, 2 classes of 8 training images, 500 epochs, so they are still "
         "training when the fault strikes. 'left behind' counts work folders "
         "(`work/jobs/<id>/`), model-store objects under `models/<project>/` and live worker "
-        "processes of that home, once the fault is over (the last epoch's checkpoint, kept on "
+        "processes of that home (a live agent's standby worker, waiting for the next job on "
+        "purpose, is not one), once the fault is over (the last epoch's checkpoint, kept on "
         "purpose so that a new start resumes, is shown apart). 'held': the outcome issue 9 "
         "asks for.\n\n" + text + "\n\n" + NOTES)
     return 0 if all(r.held for r in rows) else 1
