@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,19 +29,12 @@ from typing import Any
 import httpx
 
 from training_agent.testing.families import make_family_zip
+from training_agent.testing.processes import serving
 
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
 RESULTS = Path(__file__).parent / "results" / "job_start.md"
 CONFIG = {"pretrained": False, "epochs": 1, "image_size": 32}
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(home: Path, standby: bool) -> dict[str, str]:
@@ -86,11 +78,6 @@ def run_jobs(home: Path, dataset: Path, jobs: int, settle: float, gap: float,
     ended; then `jobs` more posted at once (queued behind each other)."""
     spaced = create_projects(home, dataset, jobs, standby, "spaced")
     queued = create_projects(home, dataset, jobs, standby, "queued")
-    port = free_port()
-    log = open(home / "serve.log", "w")
-    proc = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env_for(home, standby), stdout=log, stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     rows: list[dict[str, Any]] = []
 
     def row(scenario: str, project: str, whole: float) -> None:
@@ -101,19 +88,7 @@ def run_jobs(home: Path, dataset: Path, jobs: int, settle: float, gap: float,
                      "trainer_seconds": t.get("total_seconds")})
         print(("standby " if standby else "fresh   ") + json.dumps(rows[-1]), flush=True)
 
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((home / "serve.log").read_text()[-2000:])
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not come up")
-            time.sleep(0.2)
+    with serving(env_for(home, standby), home, timeout=120) as client:
         time.sleep(settle)  # the standby worker (when on) loads meanwhile; an idle agent
         for i, project in enumerate(spaced):
             if i:
@@ -129,15 +104,6 @@ def run_jobs(home: Path, dataset: Path, jobs: int, settle: float, gap: float,
                         ).raise_for_status()
         for project in queued:
             row("posted at once", project, wait_done(client, project) - t0)
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
     return rows
 
 

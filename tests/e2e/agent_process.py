@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from training_agent.testing.processes import alive  # noqa: F401  (the e2e tests import it from here)
+from training_agent.testing import processes
+from training_agent.testing.processes import (
+    alive,  # noqa: F401  (the e2e tests import it from here)
+    free_port,  # noqa: F401  (as alive)
+)
 
 CLI = [sys.executable, "-m", "training_agent.entrypoints.cli"]
 TINY = {"pretrained": False, "epochs": 1, "image_size": 32, "batch_size": 8,
@@ -51,41 +53,11 @@ def create_project(home: Path, dataset: Path, name: str = "e2e", **config: Any) 
     return out.strip().splitlines()[-1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(home: Path, **env: str) -> Iterator[httpx.Client]:
     """`training-agent serve` as a real process; yields a client on its base URL."""
-    port = free_port()
-    log = open(home.parent / f"serve-{port}.log", "w")
-    proc = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=agent_env(home, **env), stdout=log, stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (home.parent / f"serve-{port}.log").read_text()
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.2)
+    with processes.serving(agent_env(home, **env), home.parent) as client:
         yield client
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def wait_until(client: httpx.Client, project_id: str, done: Callable[[dict[str, Any]], bool],
