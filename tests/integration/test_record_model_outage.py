@@ -29,6 +29,7 @@ class DatabaseGoesAway(LocalBlobStore):
     def __init__(self, pg: PgServer, away: float) -> None:
         self.pg, self.away, self.back_at = pg, away, 0.0
         self.failed: Exception | None = None  # the restart's error, if it had one
+        self.restart: threading.Timer | None = None
 
     def upload(self, src: Path, url: str) -> str:
         done = super().upload(src, url)
@@ -36,14 +37,17 @@ class DatabaseGoesAway(LocalBlobStore):
             self.pg.stop()
 
             def back() -> None:
+                # when the restart begins: the server takes connections before `pg_ctl -w`
+                # returns, so the job may record its model before `start()` is done
+                self.back_at = time.monotonic()
                 try:
                     self.pg.start()
                 except Exception as exc:
                     self.failed = exc
                     raise
-                self.back_at = time.monotonic()
 
-            threading.Timer(self.away, back).start()
+            self.restart = threading.Timer(self.away, back)
+            self.restart.start()
         return done
 
 
@@ -61,6 +65,8 @@ def test_a_model_uploaded_during_an_outage_is_recorded_once_the_database_returns
         job = service.run(service.start(project.id).id)
         recorded_after = time.monotonic() - blobs.back_at
         repo.close()
+        assert blobs.restart is not None
+        blobs.restart.join(120)  # the restart ends before the server is torn down
 
         assert job.state is JobState.SUCCEEDED, job.error
         assert blobs.failed is None and blobs.back_at, f"the restart failed: {blobs.failed}"
