@@ -18,6 +18,8 @@ import torch
 from training_agent.domain.disk import check_free_space, is_disk_full
 from training_agent.domain.errors import DiskFull
 
+from .priority import lowest_for_this_thread
+
 NAME = "last.pt"
 
 
@@ -85,15 +87,6 @@ def snapshot(obj: Any) -> Any:
     return obj
 
 
-def _yield_cpu_to_training() -> None:
-    """Lowest CPU priority for the calling thread (Linux: a thread id is a task id), so the
-    writer runs on idle cycles instead of slowing the training threads on busy cores."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # not Linux, or not permitted: write at normal priority
-        pass
-
-
 class BackgroundWriter:
     """Writes checkpoints on a thread so the next epoch does not wait for the disk; at most one
     write is in flight, and `wait()` (called before the run ends, however it ends) makes sure
@@ -108,7 +101,8 @@ class BackgroundWriter:
         self.wait()
 
         def write() -> None:
-            _yield_cpu_to_training()
+            # on idle cycles rather than slowing the training threads on busy cores
+            lowest_for_this_thread()
             try:
                 save(folder, payload)
             except BaseException as exc:  # surfaced by wait(), on the training thread

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
 
+from training_agent.adapters.trainers.priority import lowest_for_this_thread
 from training_agent.domain.models import TrainingJob
 from training_agent.domain.service import TrainingService
 
@@ -155,9 +155,7 @@ def _load_meekly(container: Container) -> None:
     job took 3.1 s beside a standby importing at normal priority (bench/results/
     job_start.md). The job itself, once handed over, runs on the main thread at the
     process's normal priority."""
-    if sys.platform.startswith("linux"):  # a thread id is a task id there
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    lowest_for_this_thread()
     container.trainer().warm_up()
 
 
