@@ -19,36 +19,42 @@ out="${OUT:-bench/results}"
 python3 -c "import torch, torchvision; assert torch.cuda.is_available(), 'no CUDA GPU'; \
 print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())"
 nproc
-# where a fresh process's model set-up goes (cold, then with the trainer's GPU warm-up)
-for warm in "" --warm; do python3 bench/setup_probe.py $warm; done 2>&1 | tee "$out/setup_probe.jsonl"
-# import times with the machine's own bytecode (if its site-packages has none, every process
-# compiles torch's and sympy's sources again), then with a bytecode cache filled once, as an
-# installed environment has; the job below runs with that cache (PYTHONPYCACHEPREFIX)
-python3 -c "import torch, glob, os, sys; d = os.path.dirname(torch.__file__); \
-print('compiled bytecode beside torch:', len(glob.glob(d + '/__pycache__/*.pyc')), 'files')"
-for k in 1 2; do TIMEFORMAT="import torch, torchvision (machine's bytecode, run $k): %R s"
-  time python3 -c "import torch, torchvision"; done
-export PYTHONPYCACHEPREFIX=/tmp/pycache
-for k in 1 2; do TIMEFORMAT="import torch, torchvision (bytecode cache, run $k): %R s"
-  time python3 -c "import torch, torchvision"; done
-# what importing torch and torchvision costs there, by module (the slowest, cumulative µs)
-python3 -X importtime -c "import torch, torchvision" 2>&1 | sort -t'|' -k2 -n -r | head -40 \
-  > "$out/importtime.txt" || true
 # the CUDA-only tests first (skipped on CPU-only machines): nvJPEG within the stated tolerance
 # of PIL, with its fallback; the batch probe's step
-python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
+timeout 200 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
   tests/unit/test_device_stream.py tests/unit/test_sources.py tests/trainers/test_overlap.py \
   2>&1 | tee "$out/gpu_tests.log" || true
+if [ "${FULL:-0}" = 1 ]; then
+  # with FULL=1 (measured in the sixth session, bench/results/trainer_gpu.md): where a fresh
+  # process's model set-up goes (cold, then with the trainer's GPU warm-up)
+  for warm in "" --warm; do python3 bench/setup_probe.py $warm; done 2>&1 | tee "$out/setup_probe.jsonl"
+  # import times with the machine's own bytecode (if its site-packages has none, every process
+  # compiles torch's and sympy's sources again), then with a bytecode cache filled once, as an
+  # installed environment has; the job below runs with that cache (PYTHONPYCACHEPREFIX)
+  python3 -c "import torch, glob, os, sys; d = os.path.dirname(torch.__file__); \
+  print('compiled bytecode beside torch:', len(glob.glob(d + '/__pycache__/*.pyc')), 'files')"
+  for k in 1 2; do TIMEFORMAT="import torch, torchvision (machine's bytecode, run $k): %R s"
+    time python3 -c "import torch, torchvision"; done
+  export PYTHONPYCACHEPREFIX=/tmp/pycache
+  for k in 1 2; do TIMEFORMAT="import torch, torchvision (bytecode cache, run $k): %R s"
+    time python3 -c "import torch, torchvision"; done
+  # what importing torch and torchvision costs there, by module (the slowest, cumulative µs)
+  python3 -X importtime -c "import torch, torchvision" 2>&1 | sort -t'|' -k2 -n -r | head -40 \
+    > "$out/importtime.txt" || true
+fi
 # the job with the training cache filling during the first epoch (TRAINING_AGENT_OVERLAP=1;
 # off by default until a GPU run shows it trains the same model: docs/trainer.md)
 TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" \
-python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
+timeout 330 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"
-# a job's start under `serve`, a fresh worker process per job vs the standby worker (the
-# imports above are what a fresh one pays); needs the HTTP stack of .whl/serve/
+# where the streamed path's time goes: training beside each part of the decoding
+timeout 150 python3 bench/stream_probe.py --out "$out/stream_probe.json" || true
+# the same whole job through a long-running `serve`, a fresh worker process vs the standby
+# worker (the imports a fresh one pays); needs the HTTP stack of .whl/serve/
 if python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
      --target /tmp/site-serve .whl/serve/*.whl; then
-  PYTHONPATH=/tmp/site:/tmp/site-serve python3 bench/job_start.py --jobs 2 --settle 10 --gap 3 \
+  TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" PYTHONPATH=/tmp/site:/tmp/site-serve \
+    timeout 200 python3 bench/job_start.py --big --settle 15 \
     --out "$out/job_start_gpu.md" 2>&1 | tail -12 || true
 else
   echo "the serve wheels did not install: job_start skipped"
