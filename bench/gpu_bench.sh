@@ -10,7 +10,8 @@
 # without $OUT).
 # Then bench/job_start.py under `serve` (with .whl/serve/: job_start_gpu.md). Extra arguments
 # go to trainer_bench.py (e.g. --sections job,efficiency; --streamed: the job again over the
-# memory budget, decoded per batch by nvJPEG).
+# memory budget, decoded per batch by nvJPEG and the CPU's processes; --streamed 0,auto: at
+# each of those CPU shares).
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl
@@ -47,11 +48,15 @@ fi
 TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" \
 timeout 330 python3 bench/trainer_bench.py --sections job --devices cuda --out "$out/trainer_gpu.md" "$@" \
   2>&1 | tee "$out/trainer_gpu.log"
-# where the streamed path's time goes: training beside each part of the decoding
-timeout 150 python3 bench/stream_probe.py --out "$out/stream_probe.json" || true
+# where the streamed path's time goes: training beside each part of the decoding (PROBE=0: not)
+if [ "${PROBE:-1}" = 1 ]; then
+  timeout 150 python3 bench/stream_probe.py --out "$out/stream_probe.json" || true
+fi
 # the same whole job through a long-running `serve`, a fresh worker process vs the standby
-# worker (the imports a fresh one pays); needs the HTTP stack of .whl/serve/
-if python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+# worker (the imports a fresh one pays); needs the HTTP stack of .whl/serve/ (SERVE=0: not)
+if [ "${SERVE:-1}" = 0 ]; then
+  echo "SERVE=0: job_start skipped"
+elif python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
      --target /tmp/site-serve .whl/serve/*.whl; then
   TRAINING_AGENT_OVERLAP="${TRAINING_AGENT_OVERLAP:-1}" PYTHONPATH=/tmp/site:/tmp/site-serve \
     timeout 200 python3 bench/job_start.py --big --settle 15 \

@@ -87,11 +87,13 @@ def backgrounds(device: torch.device, blobs: list[bytes], batch: int, workers: i
     """name -> work(one batch of encoded images) -> images done; each waits for its device
     work before it returns."""
     cuda = device.type == "cuda"
-    side = torch.cuda.Stream(device) if cuda else None
+    sides = {"": torch.cuda.Stream(device) if cuda else None,
+             "high": torch.cuda.Stream(device, priority=-1) if cuda else None}
     pil = PilDecoder(SIZE, workers)
     jpeg = JpegDecoder(SIZE, device, PilDecoder(SIZE, 1), batch=256, keep_on_device=True)
 
-    def on_side(fn: Callable[[], int]) -> int:
+    def on_side(fn: Callable[[], int], priority: str = "") -> int:
+        side = sides[priority]
         if side is None:
             return fn()
         with torch.cuda.stream(side):
@@ -105,16 +107,16 @@ def backgrounds(device: torch.device, blobs: list[bytes], batch: int, workers: i
             torch.frombuffer(bytearray(d), dtype=torch.uint8)
         return len(part)
 
-    def nvjpeg_only(part: list[bytes]) -> int:
+    def nvjpeg_only(part: list[bytes], priority: str = "") -> int:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         def run() -> int:
             ts = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in part]
             return len(decode_jpeg(ts, mode=ImageReadMode.RGB, device=device))
-        return on_side(run)
+        return on_side(run, priority)
 
-    def nvjpeg_resize(part: list[bytes]) -> int:
-        return on_side(lambda: len(jpeg.decode(part).ok))
+    def nvjpeg_resize(part: list[bytes], priority: str = "") -> int:
+        return on_side(lambda: len(jpeg.decode(part).ok), priority)
 
     def pil_to_device(part: list[bytes]) -> int:
         decoded = pil.decode(part)
@@ -132,6 +134,8 @@ def backgrounds(device: torch.device, blobs: list[bytes], batch: int, workers: i
     return {"python prep only (header, tensor per image; no GPU)": python_prep,
             "nvJPEG, no resize": nvjpeg_only,
             "nvJPEG + resize (the streamed path's work)": nvjpeg_resize,
+            "nvJPEG, no resize, high-priority stream": lambda p: nvjpeg_only(p, "high"),
+            "nvJPEG + resize, high-priority stream": lambda p: nvjpeg_resize(p, "high"),
             f"PIL over {workers} processes + copy to the device": pil_to_device,
             f"half nvJPEG + resize, half PIL over {workers} processes": halves}
 

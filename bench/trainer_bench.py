@@ -397,7 +397,8 @@ def one_job(home: Path, zip_path: Path, config: dict[str, Any], name: str,
 
 
 def bench_job(work: Path, device: torch.device, quick: bool,
-              fixed_batches: tuple[int, ...] = (), streamed: bool = False) -> dict[str, Any]:
+              fixed_batches: tuple[int, ...] = (), streamed: tuple[str, ...] = ()
+              ) -> dict[str, Any]:
     """One whole `training-agent train` on a generated dataset with the defaults, and the
     compute limit of the same model at the batch the job resolved, in the same run."""
     classes, train, val, test, epochs, size = JOB_SIZES["quick" if quick else device.type]
@@ -429,23 +430,25 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         fixed.append({"batch": b, "steady": statistics.median(frates[1:] or frates),
                       "epoch_rates": frates, "command_seconds": fcommand, "limit": limits[b],
                       "test_accuracy": fm["metrics"].get("test_accuracy")})
-    stream: dict[str, Any] | None = None  # the same job over the memory budget, streamed
-    sm: dict[str, Any] = {}
-    if streamed:
+    stream: list[dict[str, Any]] = []  # the same job over the memory budget, streamed, at
+    for share in streamed:  # each CPU share of the batches ("auto": balanced)
+        env = {"TRAINING_AGENT_CACHE_GB": "0"}
+        if share != "auto":
+            env["TRAINING_AGENT_STREAM_CPU_SHARE"] = share
         try:
-            sm, scommand = one_job(home, zip_path, config, f"streamed-{device.type}",
-                                   {"TRAINING_AGENT_CACHE_GB": "0"})
+            sm, scommand = one_job(home, zip_path, config, f"streamed-{share}", env)
         except RuntimeError as exc:  # the rest of the section still reports
-            sm, scommand, stream = {}, 0.0, {"error": str(exc)[-1500:]}
-    if sm:
+            stream.append({"share": share, "error": str(exc)[-1500:]})
+            continue
         srates = [h["images_per_second"] for h in sm["metrics"]["history"]]
         sbatch = int(sm["config"]["batch_size"])
         if sbatch not in limits:
             limits[sbatch] = measure_limit(classes, size, sbatch, device, quick)
-        stream = {"batch": sbatch, "decoder": sm["input"]["decoder"], "epoch_rates": srates,
-                  "steady": statistics.median(srates[1:] or srates), "limit": limits[sbatch],
-                  "command_seconds": scommand,
-                  "test_accuracy": sm["metrics"].get("test_accuracy")}
+        stream.append({"share": share, "batch": sbatch, "decoder": sm["input"]["decoder"],
+                       "epoch_rates": srates, "steady": statistics.median(srates[1:] or srates),
+                       "limit": limits[sbatch], "command_seconds": scommand,
+                       "timings": sm["timings"],
+                       "test_accuracy": sm["metrics"].get("test_accuracy")})
     trained = m["dataset"]["counts"]["train"] * len(rates)
     decoded = sum(m["dataset"]["counts"].values())
     t = m["timings"]
@@ -551,17 +554,21 @@ def job_lines(j: dict[str, Any]) -> list[str]:
         rows += [f"| {f['batch']} | {_f(f['steady'])} | {f['steady'] / f['limit']:.2f} "
                  f"({_f(f['limit'])}) | {f['steady'] / best:.2f} | "
                  f"{f['command_seconds']:.1f} | {f.get('test_accuracy')} |" for f in j["fixed"]]
-    if j.get("streamed") and "error" in j["streamed"]:
-        rows += ["", f"The same job streamed failed: {j['streamed']['error']}"]
-    elif j.get("streamed"):
-        s = j["streamed"]
+    if j.get("streamed"):
         rows += ["", "The same job streamed (`TRAINING_AGENT_CACHE_GB=0`: over the memory "
-                 f"budget, decoded on every pass by {s['decoder'].get('name')}):", "",
-                 "| batch | steady epoch img/s (all epochs) | ÷ limit | whole command s | "
-                 "test acc |", "|---:|---:|---:|---:|---:|",
-                 f"| {s['batch']} | {_f(s['steady'])} ({s['epoch_rates']}) | "
-                 f"**{s['steady'] / s['limit']:.2f}** | {s['command_seconds']:.1f} | "
-                 f"{s.get('test_accuracy')} |"]
+                 "budget, decoded on every pass), by the CPU's share of each batch "
+                 "(`TRAINING_AGENT_STREAM_CPU_SHARE`; auto: balanced):", "",
+                 "| CPU share | decoder | steady epoch img/s (all epochs) | ÷ limit | whole "
+                 "command s | test acc |", "|---|---|---:|---:|---:|---:|"]
+        for s in j["streamed"]:
+            if "error" in s:
+                rows.append(f"| {s['share']} | failed: {s['error'][-300:]!r} | | | | |")
+                continue
+            d = s["decoder"]
+            rows.append(f"| {s['share']} | {d.get('name')}, cpu_share {d.get('cpu_share')}, "
+                        f"{d.get('cpu_processes')} processes | {_f(s['steady'])} "
+                        f"({s['epoch_rates']}) | **{s['steady'] / s['limit']:.2f}** | "
+                        f"{s['command_seconds']:.1f} | {s.get('test_accuracy')} |")
     rows += ["", f"Outside training and the decode that held it up: {j['outside']:.1f} s of "
              "the command. The "
              f"manifest's timings (s): {timing}.", ""]
@@ -628,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: cpu, cuda (cuda only where a GPU is present)")
     parser.add_argument("--fixed-batches", default="",
                         help="the whole job again at these fixed batches, e.g. 128,256,512")
-    parser.add_argument("--streamed", action="store_true",
-                        help="the whole job again over the memory budget (streamed)")
+    parser.add_argument("--streamed", nargs="?", const="auto", default="",
+                        help="the whole job again over the memory budget (streamed), at "
+                             "these CPU shares of each batch, e.g. 0,auto (default auto)")
     args = parser.parse_args(argv)
     torch.set_num_threads(cpu_count())
     os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
@@ -646,7 +654,8 @@ def main(argv: list[str] | None = None) -> int:
             if "job" in sections:  # first: its dataset is generated by forked processes
                 print(f"[{device}] whole job ...", file=sys.stderr)
                 fixed = tuple(int(b) for b in args.fixed_batches.split(",") if b)
-                part["job"] = bench_job(work, device, args.quick, fixed, args.streamed)
+                shares = tuple(x for x in args.streamed.split(",") if x)
+                part["job"] = bench_job(work, device, args.quick, fixed, shares)
             if "loader" in sections:
                 print(f"[{device}] loader ...", file=sys.stderr)
                 part["loader"] = bench_loader(work, device, args.quick)

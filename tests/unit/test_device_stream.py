@@ -19,7 +19,12 @@ from training_agent.adapters.trainers.decoding import (
     JpegDecoder,
     PilDecoder,
 )
-from training_agent.adapters.trainers.device_stream import DeviceStreamedSplit
+from training_agent.adapters.trainers.device_stream import (
+    FIRST_SHARE,
+    SHARE_BOUNDS,
+    DeviceStreamedSplit,
+    Share,
+)
 from training_agent.adapters.trainers.images import load_image
 from training_agent.adapters.trainers.sources import release, source_of
 from training_agent.domain.archive import open_dataset
@@ -48,9 +53,11 @@ def splits(tmp_path: Path):
     release(found.archive)
 
 
-def streamed(splits, device: torch.device) -> DeviceStreamedSplit:  # type: ignore[no-untyped-def]
+def streamed(splits, device: torch.device, cpu: PilDecoder | None = None,  # type: ignore[no-untyped-def]
+             share: Share | None = None) -> DeviceStreamedSplit:
     decoder = JpegDecoder(24, device, PilDecoder(24, 1), keep_on_device=True)
-    return DeviceStreamedSplit(splits.train + splits.val, decoder, 2, source_of(splits))
+    return DeviceStreamedSplit(splits.train + splits.val, decoder, 2, source_of(splits),
+                               cpu, share)
 
 
 def check_batches(split: DeviceStreamedSplit, device: torch.device) -> None:
@@ -75,6 +82,34 @@ def test_batches_are_decoded_in_order_with_their_labels_on_the_cpu(splits):
     check_batches(streamed(splits, torch.device("cpu")), torch.device("cpu"))
 
 
+@pytest.mark.parametrize("fixed", [0.5, 1.0, None])
+def test_a_share_of_each_batch_decoded_by_the_cpus_processes_keeps_order_and_labels(
+        splits, fixed):
+    """The CPU's part (half, all, or balanced) comes first in each batch, as the chunk had
+    it; every image within tolerance of the reference preprocessing, with its label."""
+    with PilDecoder(24, 2) as cpu:
+        split = streamed(splits, torch.device("cpu"), cpu, Share(fixed))
+        check_batches(split, torch.device("cpu"))
+        if fixed is None:  # balanced: moved from its first value, within its bounds
+            assert split.share.value != FIRST_SHARE
+            assert SHARE_BOUNDS[0] <= split.share.value <= SHARE_BOUNDS[1]
+
+
+def test_a_balanced_share_moves_halfway_towards_equal_finishing_times():
+    share = Share()
+    assert share.value == FIRST_SHARE and share.rows(512) == round(512 * FIRST_SHARE)
+    share.update(cpu_rate=5_000, gpu_rate=15_000)  # equal times at a share of 0.25
+    assert share.value == pytest.approx((FIRST_SHARE + 0.25) / 2)
+    for _ in range(30):
+        share.update(cpu_rate=100, gpu_rate=10_000_000)  # nvJPEG alone would do: the floor
+    assert share.value == SHARE_BOUNDS[0] and share.rows(512) > 0
+    fixed = Share(0.4)
+    fixed.update(cpu_rate=1, gpu_rate=1000)
+    assert fixed.value == 0.4 and Share(0.0).rows(512) == 0
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        Share(1.5)
+
+
 def test_an_unfinished_pass_leaves_nothing_running(splits):
     split = streamed(splits, torch.device("cpu"))
     batches = split.batches(chunks_of(torch.arange(len(split)), 2))
@@ -86,3 +121,11 @@ def test_an_unfinished_pass_leaves_nothing_running(splits):
 def test_batches_are_decoded_by_nvjpeg_on_the_gpu(splits):
     device = torch.device("cuda")
     check_batches(streamed(splits, device), device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG needs a CUDA GPU")
+@pytest.mark.parametrize("fixed", [0.5, None])
+def test_batches_are_decoded_by_nvjpeg_and_the_cpus_processes_on_the_gpu(splits, fixed):
+    device = torch.device("cuda")
+    with PilDecoder(24, 2) as cpu:
+        check_batches(streamed(splits, device, cpu, Share(fixed)), device)

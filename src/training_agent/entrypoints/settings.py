@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # the trainer's (handed to the adapters by the container: adapters/trainers/environment.py)
     cache_gb: float | None = Field(None, ge=0, alias="TRAINING_AGENT_CACHE_GB")
     overlap: bool = Field(False, alias="TRAINING_AGENT_OVERLAP")
+    # streamed on a GPU: the CPU's part of each batch (unset: balanced batch by batch)
+    stream_cpu_share: float | None = Field(None, ge=0, le=1,
+                                           alias="TRAINING_AGENT_STREAM_CPU_SHARE")
     checkpoint_seconds: float = Field(30.0, ge=0, alias="TRAINING_AGENT_CHECKPOINT_SECONDS")
     plugins: str | None = Field(None, alias="TRAINING_AGENT_PLUGINS")
     training_agent_offline: str | None = None  # these three: "1", "true", "yes" or "on"
@@ -94,7 +97,8 @@ def trainer_environment(settings: Settings) -> dict[str, Any]:
         n.strip() for n in settings.plugins.split(",") if n.strip())
     cache_home = Path(settings.xdg_cache_home) if settings.xdg_cache_home else None
     return {"plugins": plugins, "offline": offline, "cache_gb": settings.cache_gb,
-            "overlap": settings.overlap, "checkpoint_seconds": settings.checkpoint_seconds,
+            "overlap": settings.overlap, "stream_cpu_share": settings.stream_cpu_share,
+            "checkpoint_seconds": settings.checkpoint_seconds,
             "cache_home": cache_home, "world_size": settings.world_size,
             "local_rank": settings.local_rank, "local_world_size": settings.local_world_size}
 

@@ -7,10 +7,21 @@ resizes them on the device, on a CUDA stream of its own; the training stream wai
 batch's event only. No per-image Python runs on the training thread. What nvJPEG cannot take
 (other formats, CMYK or rotated JPEGs) goes to PIL in that thread, as in the cached path; an
 image that turns out unreadable is dropped from its batch (it was checked once up front, as
-the loader's path does)."""
+the loader's path does).
+
+The side stream has the high priority: on an H200, nvJPEG beside training steps queued on a
+stream of equal priority decoded 1,200-2,000 images/s instead of 14,000-33,000 alone, each of
+its waits queued behind the training's kernels (bench/results/stream_probe.json).
+
+With `cpu` (PIL over decoding processes, `decoding.PilDecoder`), the first part of each batch
+is decoded by the CPU's processes while nvJPEG decodes the rest: processes and GPU training
+do not take turns (15 processes decoded 5,400 images/s beside training steps that kept their
+pace). `cpu_share` is that part; None balances it batch by batch, so that both parts of a
+batch take as long (`Share`). The batch keeps its order: CPU rows first, as they came."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,33 +30,61 @@ from pathlib import Path
 import torch
 
 from .data import Locate, StreamedSplit
-from .decoding import JpegDecoder
+from .decoding import JpegDecoder, PilDecoder
 from .sources import on_disk
 
 AHEAD = 3  # batches decoded ahead of the one training
+FIRST_SHARE = 0.3  # the CPU's part of the first batch, when balanced
+SHARE_BOUNDS = (0.05, 0.95)  # a balanced share keeps both decoders measured
+
+
+class Share:
+    """The part of each batch the CPU's processes decode: `fixed`, or (None) balanced from
+    each batch's rates, halfway towards the share at which both parts would end together."""
+
+    def __init__(self, fixed: float | None = None) -> None:
+        if fixed is not None and not 0.0 <= fixed <= 1.0:
+            raise ValueError(f"a CPU share is a fraction from 0 to 1, not {fixed}")
+        self.fixed = fixed
+        self.value = FIRST_SHARE if fixed is None else fixed
+
+    def rows(self, n: int) -> int:
+        return min(n, round(n * self.value))
+
+    def update(self, cpu_rate: float, gpu_rate: float) -> None:
+        """Images a second of each part of the batch just decoded."""
+        if self.fixed is not None or cpu_rate <= 0 or gpu_rate <= 0:
+            return
+        target = cpu_rate / (cpu_rate + gpu_rate)
+        low, high = SHARE_BOUNDS
+        self.value = min(high, max(low, (self.value + target) / 2))
 
 
 class DeviceStreamedSplit(StreamedSplit):
     """StreamedSplit's images and labels, decoded per batch by `decoder` on its device."""
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: JpegDecoder, threads: int,
-                 locate: Locate = on_disk) -> None:
+                 locate: Locate = on_disk, cpu: PilDecoder | None = None,
+                 share: Share | None = None) -> None:
         super().__init__(items, decoder.size, threads, workers=0, locate=locate)
-        self.decoder = decoder
+        self.decoder, self.cpu = decoder, cpu
+        self.share = share or Share(None if cpu is not None else 0.0)
         self.device = decoder.device
 
     def batches(self, chunks: Sequence[torch.Tensor]
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cuda = self.device.type == "cuda"
-        side = torch.cuda.Stream(self.device) if cuda else None
+        # priority -1: the highest torch offers; the decode is what training waits for
+        side = torch.cuda.Stream(self.device, priority=-1) if cuda else None
         todo = iter(chunks)
         pending: deque[Future[tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]]] = \
             deque()
-        with ThreadPoolExecutor(1, thread_name_prefix="device-stream") as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="device-stream") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="device-stream-cpu") as helper:
             def submit() -> None:
                 idx = next(todo, None)
                 if idx is not None:
-                    pending.append(pool.submit(self._decode, idx.cpu(), side))
+                    pending.append(pool.submit(self._decode, idx.cpu(), side, helper))
 
             try:
                 for _ in range(AHEAD):
@@ -63,18 +102,48 @@ class DeviceStreamedSplit(StreamedSplit):
                 for future in pending:
                     future.cancel()
 
-    def _decode(self, idx: torch.Tensor, side: torch.cuda.Stream | None
+    def _decode(self, idx: torch.Tensor, side: torch.cuda.Stream | None,
+                helper: ThreadPoolExecutor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
         rows = idx.tolist()
+        k = self.share.rows(len(rows)) if self.cpu is not None else 0
+        on_cpu = helper.submit(self._on_cpu, rows[:k]) if k else None
         if side is None:
-            return self._decoded(rows) + (None,)
+            return self._decoded(rows, k, on_cpu) + (None,)
         with torch.cuda.stream(side):
-            images, labels = self._decoded(rows)
+            images, labels = self._decoded(rows, k, on_cpu)
             done = torch.cuda.Event()
             done.record(side)
         return images, labels, done
 
-    def _decoded(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        decoded = self.decoder.decode([self.sources[i] for i in rows])
-        labels = self.labels[torch.tensor(rows, dtype=torch.long)[decoded.ok]]
-        return decoded.images, labels.to(self.device, non_blocking=True)
+    def _on_cpu(self, rows: list[int]) -> tuple[torch.Tensor, list[int], float]:
+        """The CPU's part: decoded by the processes, page-locked for the copy; its seconds."""
+        t0 = time.perf_counter()
+        assert self.cpu is not None
+        decoded = self.cpu.decode([self.sources[i] for i in rows])
+        images = decoded.images.pin_memory() if self.device.type == "cuda" else decoded.images
+        return images, decoded.ok, time.perf_counter() - t0
+
+    def _decoded(self, rows: list[int], k: int,
+                 on_cpu: Future[tuple[torch.Tensor, list[int], float]] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        t0 = time.perf_counter()
+        decoded = self.decoder.decode([self.sources[i] for i in rows[k:]])
+        kept = [rows[k + i] for i in decoded.ok]
+        images = decoded.images
+        if on_cpu is not None:
+            if self.device.type == "cuda":  # the device part's own time, for the balance
+                torch.cuda.current_stream(self.device).synchronize()
+            gpu_seconds = time.perf_counter() - t0
+            cpu_images, cpu_ok, cpu_seconds = on_cpu.result()
+            self.share.update(len(cpu_ok) / max(cpu_seconds, 1e-6),
+                              len(decoded.ok) / max(gpu_seconds, 1e-6))
+            images = torch.cat([cpu_images.to(self.device, non_blocking=True), images])
+            kept = [rows[i] for i in cpu_ok] + kept
+        labels = self.labels[torch.tensor(kept, dtype=torch.long)]
+        return images, labels.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """The CPU's decoding processes end (the device decoder has none of its own)."""
+        if self.cpu is not None:
+            self.cpu.close()

@@ -19,6 +19,9 @@ class TrainerEnvironment:
     offline: bool = False  # never touch the network for weights (fail fast, saying so)
     cache_gb: float | None = None  # memory for the decoded cache; None: 40 % of free, <= 16
     overlap: bool = False  # the training cache fills while the first epoch trains (filling.py)
+    # streamed on a GPU: the part of each batch the CPU's processes decode beside nvJPEG;
+    # None balances it batch by batch (device_stream.py), 0 leaves it all to nvJPEG
+    stream_cpu_share: float | None = None
     checkpoint_seconds: float = 30.0  # the checkpoint is written at most this often (resume.py)
     cache_home: Path | None = None  # our cache folder's parent; None: ~/.cache
     world_size: int = 1  # torchrun's process group, as its variables describe it

@@ -16,9 +16,10 @@ import torch
 from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
+from . import environment
 from .data import CachedSplit, StreamedSplit, epoch_order, load_split
 from .decoding import PIL_FUNCTION, JpegDecoder, PilDecoder, make_decoder
-from .device_stream import DeviceStreamedSplit
+from .device_stream import DeviceStreamedSplit, Share
 from .filling import FillingSplit
 from .run_context import RunContext
 from .sources import source_of
@@ -37,6 +38,7 @@ class RunData:
     smallest_shard: int  # the fewest training images of any rank: the epoch's steps
     started: float = 0.0  # when the decode began (time.monotonic)
     settled: bool = False  # every split decoded, the skips said (see `settle`)
+    cpu_decoder: PilDecoder | None = None  # the streamed path's decoding processes, if any
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -68,13 +70,21 @@ class RunData:
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
         fill = cached and overlap  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
-        if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py)
+        cpu_decoder = None
+        if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py), a
+            # share of each batch by the CPU's processes meanwhile
             streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
                                    keep_on_device=True)
+            fixed = environment.current().stream_cpu_share
+            if threads > 2 and fixed != 0.0:
+                cpu_decoder = PilDecoder(image_size, threads - 1)
+            share = Share(fixed if cpu_decoder is not None else 0.0)
             splits: dict[str, CachedSplit | StreamedSplit] = {
-                name: DeviceStreamedSplit(items, streamer, threads, locate)
+                name: DeviceStreamedSplit(items, streamer, threads, locate, cpu_decoder, share)
                 for name, items in shards.items()}
-            described = {**streamer.describe(), "streamed": True}
+            described = {**streamer.describe(), "streamed": True, "cpu_share": (
+                "balanced" if cpu_decoder is not None and fixed is None else share.value),
+                "cpu_processes": cpu_decoder.workers if cpu_decoder is not None else 0}
         else:
             decoder = make_decoder(ctx.device, image_size, threads, keep_on_device=gpu_cache)
             try:
@@ -109,7 +119,7 @@ class RunData:
         data = cls(splits, cached, gpu_cache, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
-                   started=t0)
+                   started=t0, cpu_decoder=cpu_decoder)
         if not fill:
             data.settle(ctx)
         return data
@@ -140,6 +150,8 @@ class RunData:
         for d in self.splits.values():
             if isinstance(d, FillingSplit):
                 d.close()
+        if self.cpu_decoder is not None:  # the streamed path's decoding processes
+            self.cpu_decoder.close()
 
 
 def checked_skips(ctx: RunContext, splits: dict[str, CachedSplit | StreamedSplit]
