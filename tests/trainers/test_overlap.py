@@ -81,7 +81,7 @@ def test_the_first_epoch_trains_while_the_cache_fills_and_learns_the_same(
     assert m["timings"]["decode_seconds"] > 0 and "decode_wait_seconds" in m["timings"]
 
     plain_request = make_request(tmp_path / "plain", tiny_splits, batch_size=4, epochs=2)
-    plain = PyTorchTrainer(overlap=False).train(plain_request, Recorder())
+    plain = PyTorchTrainer().train(plain_request, Recorder())  # the default, on a CPU
     assert manifest_of(plain)["input"]["decoder"]["overlapped"] is False
     # the same images in the same order: the same training, step for step
     losses = [h["train_loss"] for h in overlapped.metrics["history"]]

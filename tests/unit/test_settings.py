@@ -126,24 +126,32 @@ def test_the_trainer_settings_reach_the_adapters_through_the_container(monkeypat
 
     for name, value in {"TRAINING_AGENT_PLUGINS": " torchvision, timm ", "HF_HUB_OFFLINE": "yes",
                         "TRAINING_AGENT_CACHE_GB": "0.5", "XDG_CACHE_HOME": str(tmp_path),
-                        "WORLD_SIZE": "4", "LOCAL_RANK": "3", "TRAINING_AGENT_OVERLAP": "1"}.items():
+                        "WORLD_SIZE": "4", "LOCAL_RANK": "3", "TRAINING_AGENT_OVERLAP": "1",
+                        "TRAINING_AGENT_STREAM_CPU_SHARE": "0.25"}.items():
         monkeypatch.setenv(name, value)
     build_container(Settings())
     env = environment.current()
     assert env.plugins == ("torchvision", "timm") and env.cache_home == tmp_path
-    assert env.overlap is True
+    assert env.overlap is True and env.stream_cpu_share == 0.25
     assert (env.world_size, env.local_rank, env.local_world_size) == (4, 3, None)
     assert offline_requested() and default_cache_budget() == 1 << 29
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("TRAINING_AGENT_OVERLAP")
+    monkeypatch.delenv("TRAINING_AGENT_STREAM_CPU_SHARE")
     build_container(Settings())
-    assert not offline_requested() and environment.current().overlap is False
+    assert not offline_requested()
+    # unset: the overlap where the job trains on CUDA, the streamed CPU share balanced
+    assert environment.current().overlap is None
+    assert environment.current().stream_cpu_share is None
 
 
 def test_a_bad_trainer_setting_is_named():
     with pytest.raises(ValidationError) as err:
         Settings(TRAINING_AGENT_CACHE_GB="lots")
     assert "TRAINING_AGENT_CACHE_GB" in describe_settings_error(err.value)
+    with pytest.raises(ValidationError) as err:
+        Settings(TRAINING_AGENT_STREAM_CPU_SHARE="1.5")  # a fraction of each batch
+    assert "TRAINING_AGENT_STREAM_CPU_SHARE" in describe_settings_error(err.value)
 
 
 def test_no_adapter_reads_the_environment():

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     max_dataset_members: int = Field(200_000, ge=1, alias="TRAINING_AGENT_MAX_DATASET_MEMBERS")
     # the trainer's (handed to the adapters by the container: adapters/trainers/environment.py)
     cache_gb: float | None = Field(None, ge=0, alias="TRAINING_AGENT_CACHE_GB")
-    overlap: bool = Field(False, alias="TRAINING_AGENT_OVERLAP")
+    overlap: bool | None = Field(None, alias="TRAINING_AGENT_OVERLAP")  # unset: with CUDA
     # streamed on a GPU: the CPU's part of each batch (unset: balanced batch by batch)
     stream_cpu_share: float | None = Field(None, ge=0, le=1,
                                            alias="TRAINING_AGENT_STREAM_CPU_SHARE")

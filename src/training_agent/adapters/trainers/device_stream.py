@@ -9,15 +9,14 @@ batch's event only. No per-image Python runs on the training thread. What nvJPEG
 image that turns out unreadable is dropped from its batch (it was checked once up front, as
 the loader's path does).
 
-The side stream has the high priority: on an H200, nvJPEG beside training steps queued on a
-stream of equal priority decoded 1,200-2,000 images/s instead of 14,000-33,000 alone, each of
-its waits queued behind the training's kernels (bench/results/stream_probe.json).
-
-With `cpu` (PIL over decoding processes, `decoding.PilDecoder`), the first part of each batch
-is decoded by the CPU's processes while nvJPEG decodes the rest: processes and GPU training
-do not take turns (15 processes decoded 5,400 images/s beside training steps that kept their
-pace). `cpu_share` is that part; None balances it batch by batch, so that both parts of a
-batch take as long (`Share`). The batch keeps its order: CPU rows first, as they came."""
+On an H200, nvJPEG beside queued training steps decoded only 1,200-2,700 images/s (13,000-
+29,000 alone), whether our side stream had normal or high priority (torchvision decodes on a
+stream of its own); the training kept its pace (bench/stream_probe.py, results in
+bench/results/trainer_gpu.md). Decoding processes do not take turns with the GPU: 15 of them
+decoded 4,700-5,400 images/s beside the same steps. So with `cpu` (PIL over processes,
+`decoding.PilDecoder`) the first part of each batch is decoded by the processes while nvJPEG
+decodes the rest; `share` is that part, fixed or balanced batch by batch so that both parts
+take as long (`Share`). The batch keeps its order: the processes' rows first, as they came."""
 
 from __future__ import annotations
 
@@ -74,8 +73,7 @@ class DeviceStreamedSplit(StreamedSplit):
     def batches(self, chunks: Sequence[torch.Tensor]
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cuda = self.device.type == "cuda"
-        # priority -1: the highest torch offers; the decode is what training waits for
-        side = torch.cuda.Stream(self.device, priority=-1) if cuda else None
+        side = torch.cuda.Stream(self.device) if cuda else None
         todo = iter(chunks)
         pending: deque[Future[tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]]] = \
             deque()

@@ -18,7 +18,8 @@ class TrainerEnvironment:
     plugins: tuple[str, ...] | None = None  # the plugins to load; None: every installed one
     offline: bool = False  # never touch the network for weights (fail fast, saying so)
     cache_gb: float | None = None  # memory for the decoded cache; None: 40 % of free, <= 16
-    overlap: bool = False  # the training cache fills while the first epoch trains (filling.py)
+    # the training cache fills while the first epoch trains (filling.py); None: with CUDA
+    overlap: bool | None = None
     # streamed on a GPU: the part of each batch the CPU's processes decode beside nvJPEG;
     # None balances it batch by batch (device_stream.py), 0 leaves it all to nvJPEG
     stream_cpu_share: float | None = None

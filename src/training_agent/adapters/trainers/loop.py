@@ -38,7 +38,7 @@ class TrainingRun:
     """Set up on construction (decode, model, optimizer, resume); `execute` runs it."""
 
     def __init__(self, registry: PluginRegistry, request: TrainRequest, progress: ProgressSink,
-                 cache_bytes: int, threads: int, overlap: bool = False) -> None:
+                 cache_bytes: int, threads: int, overlap: bool | None = None) -> None:
         cfg = request.config
         self.ctx = RunContext.create(request, progress, threads)
         provider = registry.check(cfg.trainer, cfg.backbone)

@@ -70,7 +70,7 @@ class PyTorchTrainer(Trainer):
     `on_ready(run)` is called with each run (loop.TrainingRun: its `ctx`, `data`, `learner`,
     `loop`) once it is set up, before the first step (what a benchmark or a test observes);
     `overlap` whether a cached training split fills while the first epoch trains (default:
-    the `TRAINING_AGENT_OVERLAP` setting, off; see filling.py)."""
+    the `TRAINING_AGENT_OVERLAP` setting; unset, when training on CUDA; see filling.py)."""
 
     def __init__(self, registry: PluginRegistry | None = None, cache_bytes: int | None = None,
                  threads: int | None = None,

@@ -52,9 +52,10 @@ class RunData:
 
     @classmethod
     def load(cls, ctx: RunContext, image_size: int, cache_bytes: int,
-             overlap: bool = False) -> RunData:
+             overlap: bool | None = None) -> RunData:
         """`overlap`: a cached training split fills while the first epoch trains
-        (filling.py); validation and test are decoded first."""
+        (filling.py); validation and test are decoded first. None: when training on CUDA
+        (on the CPU the fill's processes would take the training's cores)."""
         t0 = time.monotonic()
         dist, threads = ctx.dist, ctx.threads
         per_image = 3 * image_size ** 2
@@ -68,7 +69,7 @@ class RunData:
         # model and activations need the rest); decided before the decode, so that nvJPEG's
         # output stays there
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
-        fill = cached and overlap  # alike on every rank
+        fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         cpu_decoder = None
         if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py), a
