@@ -77,6 +77,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ours-lr3w3": {**OURS, "lr": 3e-3, "warmup": "3ep"},
     "ours-sgd": {**OURS, "opt": "sgd", "lr": 0.1, "wd": 5e-4, "warmup": "3ep"},
     "ours-ema": {**OURS, "ema": 0.9},
+    "ours-ema95": {**OURS, "ema": 0.95},
+    "ours-ema98": {**OURS, "ema": 0.98},
     "ours-b16": {**OURS, "batch": 16},
     "ours-nomp": {**OURS, "stem": "nomp"},
     "ours-cos": {**OURS, "schedule": "cosine"},

@@ -129,3 +129,15 @@ def test_batches_are_decoded_by_nvjpeg_and_the_cpus_processes_on_the_gpu(splits,
     device = torch.device("cuda")
     with PilDecoder(24, 2) as cpu:
         check_batches(streamed(splits, device, cpu, Share(fixed)), device)
+
+
+def test_the_manifest_says_where_a_balanced_share_ended():
+    from training_agent.adapters.trainers.run_data import RunData
+
+    share = Share()
+    share.update(cpu_rate=5_000, gpu_rate=15_000)
+    said = {"name": "nvjpeg", "streamed": True, "cpu_share": "balanced", "cpu_processes": 15}
+    data = RunData({}, False, False, said, {}, has_val=True, smallest_shard=1, share=share)
+    assert data.described() == {**said, "cpu_share_last": round(share.value, 3)}
+    unshared = RunData({}, False, False, said, {}, has_val=True, smallest_shard=1)
+    assert unshared.described() == said

@@ -88,7 +88,7 @@ def manifest(loop: EpochLoop, metrics: dict[str, Any], counts: dict[str, int]) -
             "layout": "NCHW", "scale": "x / 255, then (x - mean) / std",
             "jpeg_draft": True, "exif_transpose": True, "alpha": "composited on white",
             "preprocess_function": "training_agent.adapters.trainers.images:load_image",
-            "decoder": data.decoder,  # what filled the training cache (see decoding.py)
+            "decoder": data.described(),  # what decoded the images (see decoding.py)
         },
         "metrics": metrics,
         "config": learner.resolved_config(ctx),

@@ -39,6 +39,7 @@ class RunData:
     started: float = 0.0  # when the decode began (time.monotonic)
     settled: bool = False  # every split decoded, the skips said (see `settle`)
     cpu_decoder: PilDecoder | None = None  # the streamed path's decoding processes, if any
+    share: Share | None = None  # and their part of each batch
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -71,7 +72,7 @@ class RunData:
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
         fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
-        cpu_decoder = None
+        cpu_decoder, balance = None, None
         if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py), a
             # share of each batch by the CPU's processes meanwhile
             streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
@@ -80,6 +81,7 @@ class RunData:
             if threads > 2 and fixed != 0.0:
                 cpu_decoder = PilDecoder(image_size, threads - 1)
             share = Share(fixed if cpu_decoder is not None else 0.0)
+            balance = share if cpu_decoder is not None else None
             splits: dict[str, CachedSplit | StreamedSplit] = {
                 name: DeviceStreamedSplit(items, streamer, threads, locate, cpu_decoder, share)
                 for name, items in shards.items()}
@@ -120,10 +122,17 @@ class RunData:
         data = cls(splits, cached, gpu_cache, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
-                   started=t0, cpu_decoder=cpu_decoder)
+                   started=t0, cpu_decoder=cpu_decoder,
+                   share=balance)
         if not fill:
             data.settle(ctx)
         return data
+
+    def described(self) -> dict[str, Any]:
+        """The manifest's `input.decoder`: with a balanced CPU share, where it ended."""
+        if self.share is None or self.share.fixed is not None:
+            return self.decoder
+        return {**self.decoder, "cpu_share_last": round(self.share.value, 3)}
 
     def settle(self, ctx: RunContext) -> None:
         """Once every split is decoded (at once, or at the end of the first epoch when the
