@@ -64,7 +64,8 @@ def ours(work: Path, splits: DatasetSplits, family: str, seed: int) -> dict[str,
     clock, curve, runs = Clock(), [], []
 
     def test_accuracy(run: loop.TrainingRun) -> float:
-        cm, _ = run.learner.confusion(run.ctx, run.data, "test")
+        # the weights validation judges (the average, from scratch: average.py)
+        cm, _ = run.learner.confusion(run.ctx, run.data, "test", run.loop.judged)
         return accuracy(cm)
 
     def sink(p: EpochProgress) -> None:  # the trainer's progress: after each epoch, a test

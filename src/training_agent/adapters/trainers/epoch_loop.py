@@ -14,6 +14,7 @@ import torch
 
 from training_agent.domain.ports import EpochProgress
 
+from .average import WeightAverage, half_life_steps
 from .best_weights import BestWeights
 from .data import IGNORE, chunks_of, epoch_order, epoch_seed
 from .epoch_plan import EpochPlan
@@ -39,8 +40,13 @@ class EpochLoop:
         self.checkpoints = Checkpointer(ctx, learner, ctx.req.splits.class_names)
         state = self.checkpoints.load(self.plan.max_epochs)
         self.best = BestWeights(data.has_val)
+        # from scratch, validation and the handed-back weights are an average (average.py)
+        self.average = None if ctx.cfg.pretrained else WeightAverage(
+            learner.model, half_life_steps(steps, self.plan.end_epoch * steps))
         self.start_epoch = 1
         if state is not None:
+            if self.average is not None and state.get("average"):
+                self.average.load_state_dict(state["average"])
             self.plan.schedule.load_state_dict(state["schedule"])
             self.history = list(state["history"])
             plan = state.get("plan") or {}
@@ -74,21 +80,24 @@ class EpochLoop:
             self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
             self.on_epoch_end()  # the dataset check begins, or says its summary if done
             ctx.dist.average_buffers(self.learner.model)
+            if self.average is not None:
+                ctx.dist.average_buffers(self.average.model)
             seconds = time.monotonic() - t0
-            cm, val_loss = self.learner.confusion(ctx, self.data, "val")
+            cm, val_loss = self.learner.confusion(ctx, self.data, "val", self.judged)
             val_acc = accuracy(cm)
             ips = seen / seconds if seconds else 0.0
             self.history.append({
                 "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
                 "lr": self.learner.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
                 "images_per_second": round(ips, 1)})
-            self.best.consider(epoch, val_acc, val_loss, self.learner.model)
+            self.best.consider(epoch, val_acc, val_loss, self.judged or self.learner.model)
             stop = plan.after_epoch(epoch, seconds, time.monotonic() - ctx.t_start, budget,
                                     timed_out, self.best.accuracy, self.best.improved_at)
             self.checkpoints.save(  # after the plan: a resumed run keeps it
                 epoch, schedule=plan.schedule.state_dict(), history=self.history,
                 best=self.best.as_dict(),
-                plan={**plan.state_dict(), "improved_at": self.best.improved_at})
+                plan={**plan.state_dict(), "improved_at": self.best.improved_at},
+                average=self.average.state_dict() if self.average is not None else None)
             ctx.report(EpochProgress(
                 epoch=epoch, epochs=plan.end_epoch, train_loss=loss, val_accuracy=val_acc,
                 images_per_second=ips, eta_seconds=(plan.end_epoch - epoch) * seconds))
@@ -127,6 +136,8 @@ class EpochLoop:
             learner.scaler.step(learner.optimizer)
             learner.scaler.update()
             self.plan.schedule.step()
+            if self.average is not None:
+                self.average.update(learner.model)
             n = (y != IGNORE).sum()
             sums += torch.stack([loss.detach().double() * n, n.double()])
             seen += len(y)
@@ -158,7 +169,15 @@ class EpochLoop:
             self.ctx.say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
                          "included; it pays only on long jobs (docs/trainer.md)")
 
+    @property
+    def judged(self) -> torch.nn.Module | None:
+        """The model validation judges when it is not the live one: the average."""
+        return self.average.model if self.average is not None else None
+
     def hand_back_weights(self) -> None:
-        """Load the weights the job hands back (best_weights.py says which)."""
+        """Load the weights the job hands back into the model (best_weights.py says which:
+        the last epoch's are the average's, when averaging)."""
+        if self.average is not None:
+            self.learner.model.load_state_dict(self.average.model.state_dict())
         self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
                             self.plan.cooled(), self.data.total(self.ctx, "val"), self.ctx.say)

@@ -88,9 +88,11 @@ class Learner:
         """What evaluation calls: the compiled model when compiling, else the plain one."""
         return self.step_model if self.compiled else self.model
 
-    def confusion(self, ctx: RunContext, data: RunData, split: str) -> tuple[torch.Tensor, float]:
-        """The confusion matrix of `split` over every rank, and its mean loss."""
-        return confusion(self.eval_model, data[split], self.transform.eval,
+    def confusion(self, ctx: RunContext, data: RunData, split: str,
+                  model: torch.nn.Module | None = None) -> tuple[torch.Tensor, float]:
+        """The confusion matrix of `split` over every rank, and its mean loss; `model`: another
+        than the learner's (the weight average)."""
+        return confusion(model or self.eval_model, data[split], self.transform.eval,
                          len(ctx.req.splits.class_names), self.batch.per_rank * 2, ctx.device,
                          self.autocast, ctx.dist.sum)
 

@@ -102,7 +102,10 @@ def manifest(loop: EpochLoop, metrics: dict[str, Any], counts: dict[str, int]) -
                     "precision": learner.precision, "threads": ctx.threads,
                     "cached": data.cached, "gpu_cache": data.gpu_cache,
                     "batch_per_rank": learner.batch.per_rank, "batch": learner.batch.info,
-                    "steps_per_epoch": learner.batch.steps, "compile": cfg.compile},
+                    "steps_per_epoch": learner.batch.steps, "compile": cfg.compile,
+                    # from scratch: validation and the weights judged an average (average.py)
+                    "weight_average": ({"half_life_steps": round(loop.average.half_life, 1)}
+                                       if loop.average is not None else None)},
         "library_versions": artifacts.library_versions(),
         "timings": ctx.timings,
         **req.extra_manifest,
