@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                          "as ours ran)")
     ap.add_argument("--seeds", default="0,1", help="seeds, averaged (default 0,1)")
     ap.add_argument("--quick", action="store_true", help="one small family, a smoke run")
+    ap.add_argument("--without-average", action="store_true",
+                    help="ours without the weight average (average.py), for comparison")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -271,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args.per_class = tuple(int(v) for v in args.per_class.split(","))
     if args.quick:
         families, args.per_class = families[:1], (20, 8)
+    if args.without_average:  # the epoch loop then judges and hands back the live weights
+        from training_agent.adapters.trainers import epoch_loop
+
+        epoch_loop.WeightAverage = lambda *a, **k: None  # type: ignore[assignment,misc]
     per_class = {"train": args.per_class[0], "test": args.per_class[1]}
     args.seed_list = [int(v) for v in args.seeds.split(",")]
     if args.quick:
