@@ -6,9 +6,10 @@ live model as before.
 Why: on small data trained from scratch, the weights at a constant learning rate wander from
 step to step (test accuracy moves by about 0.05 from one epoch to the next), and the
 warmup-stable-decay schedule (recipe.py) holds that rate for most of a cycle. The average is
-what the cool-down reaches, earlier: measured in bench/recipe_study.py (docs/trainer.md, "The
-averaged weights"). Fine-tuning pretrained weights keeps the live model (short runs at a
-decaying rate, where an average would lag).
+near what the cool-down reaches, sooner: measured with `bench/quality.py --without-average`
+(bench/results/quality_average.md; docs/trainer.md, "Recipe and knobs"). Fine-tuning
+pretrained weights keeps the live model (short runs at a decaying rate, where an average
+would lag).
 
 The horizon (`half_life_steps`): one epoch's steps, but at most `MAX_SHARE` of the first
 cycle's planned steps (a short run's cool-down must show in its average) and at least

@@ -140,8 +140,3 @@ class DeviceStreamedSplit(StreamedSplit):
             kept = [rows[i] for i in cpu_ok] + kept
         labels = self.labels[torch.tensor(kept, dtype=torch.long)]
         return images, labels.to(self.device, non_blocking=True)
-
-    def close(self) -> None:
-        """The CPU's decoding processes end (the device decoder has none of its own)."""
-        if self.cpu is not None:
-            self.cpu.close()

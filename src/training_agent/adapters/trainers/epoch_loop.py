@@ -43,6 +43,8 @@ class EpochLoop:
         # from scratch, validation and the handed-back weights are an average (average.py)
         self.average = None if ctx.cfg.pretrained else WeightAverage(
             learner.model, half_life_steps(steps, self.plan.end_epoch * steps))
+        # the model validation judges when it is not the live one: the average
+        self.judged = self.average.model if self.average is not None else None
         self.start_epoch = 1
         if state is not None:
             if self.average is not None and state.get("average"):
@@ -169,14 +171,8 @@ class EpochLoop:
             self.ctx.say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
                          "included; it pays only on long jobs (docs/trainer.md)")
 
-    @property
-    def judged(self) -> torch.nn.Module | None:
-        """The model validation judges when it is not the live one: the average."""
-        return self.average.model if self.average is not None else None
-
     def hand_back_weights(self) -> None:
-        """Load the weights the job hands back into the model (best_weights.py says which:
-        the last epoch's are the average's, when averaging)."""
+        """Load the weights the job hands back (best_weights.py says which; the average's)."""
         if self.average is not None:
             self.learner.model.load_state_dict(self.average.model.state_dict())
         self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
