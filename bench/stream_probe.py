@@ -33,13 +33,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trainer_bench import _photo  # noqa: E402
+from trainer_bench import _photo, bare_step  # noqa: E402
 
 from training_agent.adapters.trainers.decoding import JpegDecoder, PilDecoder, jpeg_header  # noqa: E402
 from training_agent.adapters.trainers.pytorch import cpu_count  # noqa: E402
-from training_agent.adapters.trainers.recipe import make_optimizer, resolved_lr  # noqa: E402
-from training_agent.adapters.trainers.registry import default_registry  # noqa: E402
-from training_agent.domain.config import TrainingConfig  # noqa: E402
 
 SIZE = 224
 
@@ -50,30 +47,17 @@ def photos(n: int) -> list[bytes]:
 
 
 def trainer(device: torch.device, batch: int) -> Callable[[int], float]:
-    """steps(n) -> img/s of n bare training steps, synchronised once at the end."""
-    torch.manual_seed(0)
-    model = default_registry().get("torchvision").build("resnet18", 10, False, SIZE).to(device)
+    """steps(n) -> img/s of n bare training steps (trainer_bench.bare_step: bf16 and
+    channels_last on CUDA), queued without a wait between them, as the job's loop does."""
     cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    config = TrainingConfig(pretrained=False)
-    opt = make_optimizer(model, config, resolved_lr(config))
-    x = torch.randn(batch, 3, SIZE, SIZE, device=device)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
-    crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    step = bare_step("resnet18", 10, SIZE, batch, device, "bf16" if cuda else "fp32")
 
     def steps(n: int) -> float:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for _ in range(n):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = crit(model(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step()
         if cuda:
             torch.cuda.synchronize()
         return n * batch / (time.perf_counter() - t0)

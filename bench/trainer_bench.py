@@ -150,11 +150,11 @@ def request(work: Path, splits: DatasetSplits, name: str, **config: Any) -> Trai
         out_dir=work / name / "out", dataset_url="file:///bench.zip", dataset_sha256="0" * 64)
 
 
-def compute_limit(backbone: str, classes: int, size: int, batch: int, device: torch.device,
-                  precision: str) -> Any:
-    """A function timing one bare training step of the same model with the same optimizer
+def bare_step(backbone: str, classes: int, size: int, batch: int, device: torch.device,
+              precision: str) -> Any:
+    """A function running one bare training step of the model with the job's optimizer
     (forward, backward, optimizer step) on tensors already in memory: no data loading, no
-    augmentation, no validation. Returns the step's wall seconds."""
+    augmentation, no validation; queued on a GPU, not waited for."""
     torch.manual_seed(0)
     config = TrainingConfig(pretrained=False)
     model = default_registry().get("torchvision").build(backbone, classes, False, size).to(device)
@@ -170,13 +170,25 @@ def compute_limit(backbone: str, classes: int, size: int, batch: int, device: to
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
 
-    def step() -> float:
-        t0 = time.perf_counter()
+    def step() -> None:
         with autocast:
             loss = crit(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    return step
+
+
+def compute_limit(backbone: str, classes: int, size: int, batch: int, device: torch.device,
+                  precision: str) -> Any:
+    """A function timing one bare training step (`bare_step`), waited for to its end.
+    Returns the step's wall seconds."""
+    run = bare_step(backbone, classes, size, batch, device, precision)
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        run()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0

@@ -39,7 +39,7 @@ class RunData:
     started: float = 0.0  # when the decode began (time.monotonic)
     settled: bool = False  # every split decoded, the skips said (see `settle`)
     cpu_decoder: PilDecoder | None = None  # the streamed path's decoding processes, if any
-    share: Share | None = None  # and their part of each batch
+    share: Share | None = None  # the streamed path's CPU part of each batch (on CUDA)
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -72,7 +72,7 @@ class RunData:
         gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
         fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
-        cpu_decoder, balance = None, None
+        cpu_decoder, share = None, None
         if not cached and ctx.cuda:  # decoded per batch on the GPU (device_stream.py), a
             # share of each batch by the CPU's processes meanwhile
             streamer = JpegDecoder(image_size, ctx.device, PilDecoder(image_size, 1),
@@ -81,7 +81,6 @@ class RunData:
             if threads > 2 and fixed != 0.0:
                 cpu_decoder = PilDecoder(image_size, threads - 1)
             share = Share(fixed if cpu_decoder is not None else 0.0)
-            balance = share if cpu_decoder is not None else None
             splits: dict[str, CachedSplit | StreamedSplit] = {
                 name: DeviceStreamedSplit(items, streamer, threads, locate, cpu_decoder, share)
                 for name, items in shards.items()}
@@ -123,7 +122,7 @@ class RunData:
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
                    started=t0, cpu_decoder=cpu_decoder,
-                   share=balance)
+                   share=share)
         if not fill:
             data.settle(ctx)
         return data
