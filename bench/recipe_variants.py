@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a single run, in a child process
     args = ap.parse_args(argv)
-    per_class = tuple(int(v) for v in args.per_class.split(","))
+    train, test = (int(v) for v in args.per_class.split(","))
     if args.one:
         family, name, overrides, seed = json.loads(args.one)
-        print(json.dumps(one_run(family, name, overrides, seed, per_class)))  # type: ignore[arg-type]
+        print(json.dumps(one_run(family, name, overrides, seed, (train, test))))
         return 0
     variants = {}
     for v in args.variants:
