@@ -5,6 +5,7 @@ dataset does not. Tiny: 32 px, a few dozen images, 2-3 epochs of ResNet-18 on th
 from __future__ import annotations
 
 import random
+import re
 import zipfile
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def test_random_labels_end_with_a_chance_verdict_in_log_status_notification_and_
     [model] = repo.list_models(project.id)
     verdict = model.metadata["metrics"]["verdict"]
     assert verdict["level"] == "chance", verdict
-    assert "for 4 classes" in verdict["text"] and "the model has not learned" in verdict["text"]
+    # at or under chance "has not learned"; a little above it by luck (9 of 32 right, say)
+    # "may not have learned" (verdict.py): both the chance level, in words
+    assert "for 4 classes" in verdict["text"]
+    assert re.search(r"the model (has not|may not have) learned", verdict["text"]), verdict
     assert set(model.metadata["metrics"]) >= {"test_accuracy", "val_accuracy", "per_class",
                                               "epochs_run", "stop_reason", "verdict",
                                               "best_epoch"}
