@@ -59,8 +59,7 @@ class BatchTransform:
         if p.get("translate"):
             x = self._translate(x, gen, p["translate"])
         elif p:
-            x = self._crop_flip(x, gen, p["flip"], p["scale_min"], p.get("shift", 0.0),
-                                p.get("ratio", 4 / 3))
+            x = self._crop_flip(x, gen, p["flip"], p["scale_min"])
         if p.get("jitter"):
             x = self._jitter(x, gen, p["jitter"])
         x = x * self._scale + self._shift
@@ -75,18 +74,16 @@ class BatchTransform:
         return torch.rand(n, generator=gen, device=self.device)
 
     def _crop_flip(self, x: torch.Tensor, gen: torch.Generator, flip: float,
-                   scale_min: float, shift: float = 0.0, max_ratio: float = 4 / 3
-                   ) -> torch.Tensor:
+                   scale_min: float) -> torch.Tensor:
         n = x.shape[0]
         area = scale_min + (1 - scale_min) * self._rand(n, gen)
-        log_r = math.log(max_ratio) * (2 * self._rand(n, gen) - 1)
+        log_r = math.log(4 / 3) * (2 * self._rand(n, gen) - 1)  # aspect 3/4 to 4/3
         ratio = torch.exp(log_r)
         w = torch.sqrt(area * ratio).clamp(max=1.0)
         h = torch.sqrt(area / ratio).clamp(max=1.0)
-        # the crop's centre: anywhere inside the image, plus a translation of up to `shift` of
-        # the side past it (reflected), in [-1, 1] coordinates
-        cx = (1 - w + 2 * shift) * (2 * self._rand(n, gen) - 1)
-        cy = (1 - h + 2 * shift) * (2 * self._rand(n, gen) - 1)
+        # the crop's centre: anywhere inside the image, in [-1, 1] coordinates
+        cx = (1 - w) * (2 * self._rand(n, gen) - 1)
+        cy = (1 - h) * (2 * self._rand(n, gen) - 1)
         sign = torch.where(self._rand(n, gen) < flip, -1.0, 1.0)
         theta = torch.zeros(n, 2, 3, device=self.device)
         theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
