@@ -60,7 +60,15 @@ class Clock:
         self.paused_for += time.perf_counter() - t
 
 
-def ours(work: Path, splits: DatasetSplits, family: str, seed: int) -> dict[str, Any]:
+def family_data(family: str, work: Path, per_class: dict[str, int]) -> tuple[Path, DatasetSplits]:
+    """The family's generated zip and its splits, 15 % of train/ held out (as ours does)."""
+    zip_path = make_family_zip(work / f"{family}.zip", family, per_class)
+    return zip_path, open_dataset(zip_path, work / family, 0.15, 0)
+
+
+def ours(work: Path, splits: DatasetSplits, family: str, seed: int,
+         overrides: dict[str, Any] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Our defaults (`pretrained: false`), with `overrides` of the config if given."""
     clock, curve, runs = Clock(), [], []
 
     def test_accuracy(run: loop.TrainingRun) -> float:
@@ -81,11 +89,12 @@ def ours(work: Path, splits: DatasetSplits, family: str, seed: int) -> dict[str,
 
     req = TrainRequest(
         job_id=f"quality-{family}-{seed}", project_id=f"quality-{family}-{seed}",
-        project_name=family, config=TrainingConfig(pretrained=False, device="cpu", seed=seed),
+        project_name=family, config=TrainingConfig(**{"pretrained": False, "device": "cpu", "seed": seed,
+                                                 **(overrides or {})}),
         splits=splits, work_dir=work / "work", out_dir=work / f"out-{family}-{seed}",
         checkpoint_dir=work / f"ckpt-{family}-{seed}", dataset_url=f"file:///{family}.zip",
         dataset_sha256="0" * 64)
-    result = PyTorchTrainer(on_ready=runs.append).train(req, sink)
+    result = PyTorchTrainer(on_ready=runs.append, threads=threads).train(req, sink)
     manifest = json.loads(result.artifacts["manifest.json"].read_text())
     return {"curve": curve, "test": result.metrics["test_accuracy"],
             "epochs": result.epochs_run, "stop": result.metrics["stop_reason"],
@@ -159,9 +168,7 @@ def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str
                  seeds: list[int]) -> dict[str, Any]:
     """Ours and plain with each seed; the comparison is made on the mean curves (one seed's
     test accuracy on 80-200 test images moves by 0.05 from epoch to epoch)."""
-    zip_path = make_family_zip(work / f"{family}.zip", family, per_class)
-    root = work / family
-    splits = open_dataset(zip_path, root, 0.15, 0)
+    zip_path, splits = family_data(family, work, per_class)
     runs = [ours(work, splits, family, seed) for seed in seeds]
     epochs = max(plain_epochs, *(o["epochs"] for o in runs))
     # the seed's recipe reads folders (ImageFolder): the zip extracted for it (ours reads the

@@ -22,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+import quality  # noqa: E402  (bench/quality.py: the data, our run, the mean curve)
+
 OUT = Path(__file__).parent / "results" / "recipe_variants.jsonl"
 
 
@@ -30,22 +33,12 @@ def one_run(family: str, name: str, overrides: dict[str, Any], seed: int,
     """In this process (one thread): our defaults with `overrides`, one seed."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    import quality
-
-    from training_agent.domain.archive import open_dataset
-    from training_agent.testing.families import make_family_zip
-
     torch.set_num_threads(1)
-    trainer, config = quality.PyTorchTrainer, quality.TrainingConfig
-    quality.PyTorchTrainer = lambda **k: trainer(threads=1, **k)  # type: ignore[assignment]
-    quality.TrainingConfig = lambda **k: config(**(k | overrides))  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        zip_path = make_family_zip(work / f"{family}.zip", family,
-                                   {"train": per_class[0], "test": per_class[1]})
-        splits = open_dataset(zip_path, work / family, 0.15, 0)
-        r = quality.ours(work, splits, family, seed)
+        _, splits = quality.family_data(family, work,
+                                        {"train": per_class[0], "test": per_class[1]})
+        r = quality.ours(work, splits, family, seed, overrides, threads=1)
     return {"family": family, "variant": name, "overrides": overrides, "seed": seed,
             "test": r["test"], "epochs": r["epochs"], "stop": r["stop"],
             "curve": [c["test"] for c in r["curve"]], "val": [c["val"] for c in r["curve"]]}
@@ -57,9 +50,10 @@ def summary(rows: list[dict[str, Any]]) -> str:
         groups[(r["family"], r["variant"])].append(r)
     lines = []
     for (family, name), runs in sorted(groups.items()):
-        length = max(len(r["curve"]) for r in runs)
-        curve = [statistics.mean(r["curve"][i] if i < len(r["curve"]) else r["test"]
-                                 for r in runs) for i in range(length)]
+        curve = [c["test"] for c in quality.mean_curve(
+            [[{"test": t, "seconds": 0.0, "images": 0} for t in r["curve"]] for r in runs],
+            [r["test"] for r in runs])]
+        length = len(curve)
         at = ", ".join(f"@{e} {curve[e - 1]:.2f}" for e in (10, 20, 30, 40) if e <= length)
         tests = ", ".join(f"{r['test']:.2f}" for r in runs)
         epochs = ", ".join(str(r["epochs"]) for r in runs)
