@@ -278,6 +278,26 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_splits):
     assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
 
 
+@pytest.mark.parametrize("augment", ["auto", "shift"])
+def test_auto_from_scratch_grows_the_shift_over_the_first_half_of_the_run(tmp_path, tiny_splits,
+                                                                         probe, augment):
+    """`auto` from scratch starts without translation and reaches the full shift halfway
+    through the planned epochs (6 here: over 3); a named `shift` has its full reach from the
+    first step. Each epoch's history says the strength it used and its training accuracy."""
+    result = probe.trainer.train(make_request(tmp_path, tiny_splits, epochs=6, augment=augment,
+                                              early_stopping_patience=None), Recorder())
+    history, m = result.metrics["history"], manifest_of(result)
+    assert probe.run.learner.transform.preset == m["config"]["augment"] == "shift"
+    assert all(0.0 <= h["train_accuracy"] <= 1.0 for h in history)
+    strengths = [h["augment_strength"] for h in history]
+    if augment == "shift":
+        assert strengths == [1.0] * 6 and m["runtime"]["augment_ramp_epochs"] is None
+    else:
+        assert strengths == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+        assert m["runtime"]["augment_ramp_epochs"] == 3.0
+    assert probe.run.learner.transform.strength == 1.0
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_augment_presets_keep_shape_and_range(preset):
     t = BatchTransform(preset, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))

@@ -31,6 +31,12 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 
 
+def shift_strength(epoch: int, ramp_epochs: float) -> float:
+    """The share of `shift`'s reach used in `epoch` (from 1): none in the first, growing
+    linearly to the full reach after `ramp_epochs` (0: the full reach from the start)."""
+    return 1.0 if ramp_epochs <= 0 else round(min(1.0, (epoch - 1) / ramp_epochs), 6)
+
+
 @dataclass
 class BatchTransform:
     preset: str
@@ -39,6 +45,7 @@ class BatchTransform:
     device: torch.device
     channels_last: bool = False
     params: dict[str, float] = field(init=False)  # the preset's
+    strength: float = 1.0  # the share of the translation's reach used (shift_strength)
     _scale: torch.Tensor = field(init=False)  # x * _scale + _shift normalises
     _shift: torch.Tensor = field(init=False)
 
@@ -57,7 +64,7 @@ class BatchTransform:
         x = x.to(self.device, non_blocking=True).float()
         p = self.params
         if p.get("translate"):
-            x = self._translate(x, gen, p["translate"])
+            x = self._translate(x, gen, p["translate"] * self.strength)
         elif p:
             x = self._crop_flip(x, gen, p["flip"], p["scale_min"])
         if p.get("jitter"):

@@ -14,12 +14,14 @@ import torch
 
 from training_agent.domain.ports import EpochProgress
 
+from .augment import shift_strength
 from .average import WeightAverage, half_life_steps
 from .best_weights import BestWeights
 from .data import IGNORE, chunks_of, epoch_order, epoch_seed
 from .epoch_plan import EpochPlan
 from .evaluation import accuracy, logits_of
 from .learner import Learner
+from .recipe import augment_ramp_epochs
 from .resume import Checkpointer
 from .run_context import RunContext
 from .run_data import RunData
@@ -45,6 +47,9 @@ class EpochLoop:
             learner.model, half_life_steps(steps, self.plan.end_epoch * steps))
         # the model validation judges when it is not the live one: the average
         self.judged = self.average.model if self.average is not None else None
+        # `auto` from scratch: the shift's reach grows over the first half of the planned epochs
+        # (of the first cycle, with `epochs: auto`); before a checkpoint's plan is loaded
+        self.ramp_epochs = augment_ramp_epochs(ctx.cfg, self.plan.end_epoch)
         self.start_epoch = 1
         if state is not None:
             if self.average is not None and state.get("average"):
@@ -78,7 +83,8 @@ class EpochLoop:
         epoch = self.start_epoch
         while epoch <= plan.end_epoch:
             t0 = time.monotonic()
-            loss, seen, timed_out = self.epoch(epoch, budget, t_train)
+            self.learner.transform.strength = strength = shift_strength(epoch, self.ramp_epochs)
+            loss, train_acc, seen, timed_out = self.epoch(epoch, budget, t_train)
             self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
             self.on_epoch_end()  # the dataset check begins, or says its summary if done
             ctx.dist.average_buffers(self.learner.model)
@@ -91,7 +97,8 @@ class EpochLoop:
             self.history.append({
                 "epoch": epoch, "train_loss": loss, "val_loss": val_loss, "val_accuracy": val_acc,
                 "lr": self.learner.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
-                "images_per_second": round(ips, 1)})
+                "images_per_second": round(ips, 1), "train_accuracy": train_acc,
+                "augment_strength": strength})
             self.best.consider(epoch, val_acc, val_loss, self.judged or self.learner.model)
             stop = plan.after_epoch(epoch, seconds, time.monotonic() - ctx.t_start, budget,
                                     timed_out, self.best.accuracy, self.best.improved_at)
@@ -108,9 +115,9 @@ class EpochLoop:
             epoch += 1
         ctx.timings["train_seconds"] = round(time.monotonic() - t_train, 3)
 
-    def epoch(self, epoch: int, budget: float, t_train: float) -> tuple[float, int, bool]:
-        """One epoch's steps: (mean training loss, images seen over every rank, whether the
-        time budget ran out during it)."""
+    def epoch(self, epoch: int, budget: float, t_train: float) -> tuple[float, float, int, bool]:
+        """One epoch's steps: (mean training loss, training accuracy of its batches as
+        augmented, images seen over every rank, whether the time budget ran out during it)."""
         ctx, learner = self.ctx, self.learner
         steps, done_steps = learner.batch.steps, (epoch - self.start_epoch) * learner.batch.steps
         learner.step_model.train()
@@ -121,10 +128,10 @@ class EpochLoop:
             order = order.to(ctx.device)  # one copy an epoch: no step waits on a copy (a
             # cache still filling takes the order on the CPU, to know which rows to wait for)
         aug_gen = torch.Generator(device=ctx.device).manual_seed(base * 31 + ctx.dist.rank)
-        # loss x images and images, summed on the device: a step never waits for the GPU
-        # (reading a value would); rank 0 reads them when it reports, at most every
-        # LOSS_READ_SECONDS, and every rank at the epoch's end
-        sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        # loss x images, images and right answers, summed on the device: a step never waits
+        # for the GPU (reading a value would); rank 0 reads them when it reports, at most
+        # every LOSS_READ_SECONDS, and every rank at the epoch's end
+        sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)
         t0 = last_read = time.monotonic()
         timed_out, seen, train_loss = False, 0, None
         chunks = chunks_of(order, learner.batch.per_rank, steps)[:steps]
@@ -132,7 +139,8 @@ class EpochLoop:
             x = learner.transform.train(images, aug_gen)
             y = labels.to(ctx.device, non_blocking=True)
             with learner.autocast():
-                loss = learner.criterion(logits_of(learner.step_model(x)).float(), y)
+                out = logits_of(learner.step_model(x)).float()
+                loss = learner.criterion(out, y)
             learner.optimizer.zero_grad(set_to_none=True)
             learner.scaler.scale(loss).backward()
             learner.scaler.step(learner.optimizer)
@@ -141,11 +149,12 @@ class EpochLoop:
             if self.average is not None:
                 self.average.update(learner.model)
             n = (y != IGNORE).sum()
-            sums += torch.stack([loss.detach().double() * n, n.double()])
+            right = (out.detach().argmax(1) == y).sum()
+            sums += torch.stack([loss.detach().double() * n, n.double(), right.double()])
             seen += len(y)
             if done_steps == 0 and step == 1:  # this process's first step, run to its end
                 float(sums[1])
-                self._first_step(time.monotonic() - t0)
+                first_step(ctx, time.monotonic() - t0)
             now = time.monotonic()
             if ctx.dist.primary and (now - last_read >= LOSS_READ_SECONDS
                                      or step == len(chunks)):
@@ -160,16 +169,9 @@ class EpochLoop:
             ), over_budget=now - ctx.t_start > budget)
             if timed_out:
                 break
-        total = ctx.dist.sum(sums.cpu())
-        return float(total[0] / max(1.0, float(total[1]))), int(total[1]), timed_out
-
-    def _first_step(self, seconds: float) -> None:
-        """The first step's time is in the timings; with `compile` it is mostly the
-        compilation, and the job's log says so (docs/trainer.md: when compiling pays)."""
-        self.ctx.timings["first_step_seconds"] = round(seconds, 3)
-        if self.ctx.cfg.compile:
-            self.ctx.say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
-                         "included; it pays only on long jobs (docs/trainer.md)")
+        total = ctx.dist.sum(sums.cpu()).tolist()
+        images = max(1.0, total[1])
+        return total[0] / images, total[2] / images, int(total[1]), timed_out
 
     def hand_back_weights(self) -> None:
         """Load the weights the job hands back (best_weights.py says which; the average's)."""
@@ -177,3 +179,12 @@ class EpochLoop:
             self.learner.model.load_state_dict(self.average.model.state_dict())
         self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
                             self.plan.cooled(), self.data.total(self.ctx, "val"), self.ctx.say)
+
+
+def first_step(ctx: RunContext, seconds: float) -> None:
+    """The first step's time is in the timings; with `compile` it is mostly the compilation,
+    and the job's log says so (docs/trainer.md: when compiling pays)."""
+    ctx.timings["first_step_seconds"] = round(seconds, 3)
+    if ctx.cfg.compile:
+        ctx.say(f"torch.compile: the first step took {seconds:.1f} s, compilation "
+                "included; it pays only on long jobs (docs/trainer.md)")

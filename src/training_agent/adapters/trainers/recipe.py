@@ -34,6 +34,18 @@ def resolved_augment(config: TrainingConfig) -> str:
     return "standard" if config.pretrained else "shift"
 
 
+RAMP_SHARE = 0.5  # `augment: auto` from scratch: the shift grows over this share of the cycle
+
+
+def augment_ramp_epochs(config: TrainingConfig, cycle_epochs: int) -> float:
+    """Over how many epochs `shift`'s reach grows from none to full: from scratch with
+    `augment: auto`, the first half of the first cycle (progressive augmentation: early
+    epochs learn faster unaugmented); else 0, the preset as it is from the first step."""
+    if config.augment != "auto" or config.pretrained:
+        return 0.0
+    return RAMP_SHARE * cycle_epochs
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainingConfig, lr: float) -> Any:
     decay, no_decay = [], []
     for p in model.parameters():

@@ -105,7 +105,9 @@ def manifest(loop: EpochLoop, metrics: dict[str, Any], counts: dict[str, int]) -
                     "steps_per_epoch": learner.batch.steps, "compile": cfg.compile,
                     # from scratch: validation and the weights judged an average (average.py)
                     "weight_average": ({"half_life_steps": round(loop.average.half_life, 1)}
-                                       if loop.average is not None else None)},
+                                       if loop.average is not None else None),
+                    # `augment: auto` from scratch: the shift's reach grows over these epochs
+                    "augment_ramp_epochs": loop.ramp_epochs or None},
         "library_versions": artifacts.library_versions(),
         "timings": ctx.timings,
         **req.extra_manifest,
