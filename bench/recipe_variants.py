@@ -41,7 +41,8 @@ def one_run(family: str, name: str, overrides: dict[str, Any], seed: int,
         r = quality.ours(work, splits, family, seed, overrides, threads=1)
     return {"family": family, "variant": name, "overrides": overrides, "seed": seed,
             "test": r["test"], "epochs": r["epochs"], "stop": r["stop"],
-            "curve": [c["test"] for c in r["curve"]], "val": [c["val"] for c in r["curve"]]}
+            "curve": [c["test"] for c in r["curve"]], "val": [c["val"] for c in r["curve"]],
+            "seconds": [c["seconds"] for c in r["curve"]]}
 
 
 def summary(rows: list[dict[str, Any]]) -> str:

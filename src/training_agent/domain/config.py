@@ -69,7 +69,8 @@ class TrainingConfig(BaseModel):
     augment: Literal["auto", "none", "shift", "light", "standard", "strong"] = Field(
         "auto", description=(
             "augmentation preset; `auto`: `standard` (random resized crop, flip) when "
-            "pretrained, `shift` (translation by whole pixels, no flip) from scratch"))
+            "pretrained, `shift` (translation by whole pixels, no flip) from scratch, its reach "
+            "growing from none over the first half of the first cycle"))
     image_size: int | Literal["auto"] = Field("auto", description=(
         "input side in pixels, 16 to 1024; `auto`: the weights' input size when pretrained, "
         "else the training images' median shorter side clamped to [32, 224]"))

@@ -6,7 +6,9 @@ Presets (`augment` in the config; `auto` is `standard` when fine-tuning pretrain
   shift     translation by a whole number of pixels, up to 1/8 of the side (the edges
             reflected), nothing else: keeps small objects whole in small images, never mirrors
             text or orientation, and never resamples, so training sees the very pixels
-            validation does
+            validation does. With `augment: auto` from scratch its reach grows from none in
+            the first epoch to full halfway through the first cycle (`shift_strength`,
+            recipe.py's `augment_ramp_epochs`)
   light     horizontal flip, random resized crop with scale (0.6, 1)
   standard  horizontal flip, random resized crop with scale (0.3, 1), aspect (3/4, 4/3)
   strong    standard, plus brightness/contrast/saturation jitter (0.3) and random erasing
