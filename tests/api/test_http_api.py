@@ -44,8 +44,9 @@ def test_start_returns_202_at_once_and_the_job_reaches_pending_evaluation(make_a
                                            "(0.50 for 2 classes)."}}
     assert job["summary"].startswith("Validation accuracy 0.75 (there is no test split) "
                                      "after 3 epochs")
-    logs = done["recent_logs"]
-    assert logs[0]["message"].startswith("training complete")  # newest first
+    # the status moves when the model is recorded; its log line follows (newest first)
+    logs = agent.wait_for(pid, lambda v: v["recent_logs"][0]["message"].startswith(
+        "training complete"))["recent_logs"]
     assert set(logs[0]) == {"level", "message", "details", "created_at"}
     [model] = agent.container.metadata_repo().list_models(pid)
     assert model.name == "shapes_model" and model.accuracy == 0.75

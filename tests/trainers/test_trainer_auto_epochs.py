@@ -53,7 +53,14 @@ def test_without_a_floor_the_plateau_stops_sooner(tmp_path, tiny_splits):
     assert result.metrics["history"][-1]["lr"] == 0.0
 
 
-def test_still_improving_at_the_end_of_a_cycle_trains_another(tmp_path, tiny_splits):
+def test_still_improving_at_the_end_of_a_cycle_trains_another(tmp_path, tiny_splits,
+                                                               monkeypatch):
+    """Validation accuracy scripted to rise every epoch: a second cycle follows the first
+    (5 epochs, no floor), cut to the 3 epochs left under the ceiling, which ends training."""
+    from training_agent.adapters.trainers import epoch_loop
+
+    script = iter([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    monkeypatch.setattr(epoch_loop, "accuracy", lambda cm: next(script))
     sink = Recorder()
     result = PyTorchTrainer().train(make_request(
         tmp_path, tiny_splits, epochs="auto", early_stopping_patience=None, min_steps=0,
