@@ -49,10 +49,14 @@ def test_the_final_bar_is_printed_once_and_log_lines_are_not_glued_to_it(monkeyp
 def test_the_epoch_axis_has_whole_number_ticks():
     from training_agent.adapters.trainers.artifacts import curves_figure, pyplot
 
-    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": 0.3 * e}
-               for e in (1, 2, 3)]
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": 0.3 * e,
+                "train_accuracy": 0.32 * e} for e in (1, 2, 3)]
     fig = curves_figure(history)
     fig.canvas.draw()
+    accuracy = fig.axes[1]  # validation beside training accuracy: the gap is the overfitting
+    assert [line.get_label() for line in accuracy.get_lines()] == ["val accuracy",
+                                                                   "train accuracy"]
+    assert list(accuracy.get_lines()[1].get_ydata()) == pytest.approx([0.32, 0.64, 0.96])
     for ax in fig.axes:
         low, high = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if low <= t <= high]

@@ -51,7 +51,8 @@ def pyplot() -> Any:
 
 
 def curves_figure(history: list[dict[str, Any]]) -> Any:
-    """Loss and validation accuracy by epoch; the epoch axes have whole-number ticks only."""
+    """Loss, and validation accuracy beside training accuracy (the epoch's batches as
+    augmented: the gap is the overfitting), by epoch; whole-number epoch ticks only."""
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
@@ -64,9 +65,13 @@ def curves_figure(history: list[dict[str, Any]]) -> Any:
     ax1.set_title("loss")
     ax1.legend()
     ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="val accuracy")
+    if any(h.get("train_accuracy") is not None for h in history):
+        ax2.plot(epochs, [h.get("train_accuracy") for h in history], marker="o",
+                 label="train accuracy")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1.02)
-    ax2.set_title("validation accuracy")
+    ax2.set_title("accuracy")
+    ax2.legend()
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
