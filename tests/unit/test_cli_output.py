@@ -54,9 +54,9 @@ def test_the_epoch_axis_has_whole_number_ticks():
     fig = curves_figure(history)
     fig.canvas.draw()
     accuracy = fig.axes[1]  # validation beside training accuracy: the gap is the overfitting
-    assert [line.get_label() for line in accuracy.get_lines()] == ["val accuracy",
-                                                                   "train accuracy"]
-    assert list(accuracy.get_lines()[1].get_ydata()) == pytest.approx([0.32, 0.64, 0.96])
+    assert [line.get_label() for line in accuracy.get_lines()] == ["train accuracy",
+                                                                   "val accuracy"]
+    assert list(accuracy.get_lines()[0].get_ydata()) == pytest.approx([0.32, 0.64, 0.96])
     for ax in fig.axes:
         low, high = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if low <= t <= high]

@@ -64,10 +64,11 @@ def curves_figure(history: list[dict[str, Any]]) -> Any:
     ax1.set_xlabel("epoch")
     ax1.set_title("loss")
     ax1.legend()
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="val accuracy")
-    if any(h.get("train_accuracy") is not None for h in history):
+    if any(h.get("train_accuracy") is not None for h in history):  # coloured as the losses
         ax2.plot(epochs, [h.get("train_accuracy") for h in history], marker="o",
                  label="train accuracy")
+    ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="val accuracy",
+             color="C1")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1.02)
     ax2.set_title("accuracy")
