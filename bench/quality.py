@@ -235,7 +235,7 @@ def report(rows: list[dict[str, Any]], seconds: float, args: argparse.Namespace)
         "accuracy after every epoch; seconds are training wall time with the benchmark's own "
         "test passes taken out (ours includes decoding, validation and checkpoints). Ours' "
         "final accuracy is the weights the job hands back (the best validation epoch's, or the "
-        "cooled-down last epoch's when within one standard error of it: docs/trainer.md).", "",
+        "cooled-down last epoch's when within two standard errors of it: docs/trainer.md).", "",
         "| family | classes | size | ours: test acc (each seed; epochs, why stopped) | plain "
         "at the same epochs | plain best (epoch, s) | ours reaches plain's best (epoch, s) | "
         "speed-up: seconds / images trained |",
