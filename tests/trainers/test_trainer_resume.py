@@ -186,3 +186,24 @@ def test_a_short_job_writes_its_checkpoint_only_when_it_stops(tmp_path, tiny_spl
                                             **RUN), every)
     # epoch 2's write waits for epoch 1's: at epoch 2's end the file holds one of them
     assert every.on_disk[1] in (1, 2)
+
+
+def test_with_a_write_every_epoch_the_resumed_run_still_ends_with_the_same_weights(
+        tmp_path, tiny_splits, monkeypatch):
+    """Each epoch's copy reuses the memory of a copy already written (checkpoints.snapshot):
+    the file a cancel leaves must still be exactly its epoch's state, never a mix of two."""
+    from training_agent.adapters.trainers import environment
+
+    whole = PyTorchTrainer().train(make_request(tmp_path / "a", tiny_splits, **RUN), Recorder())
+    monkeypatch.setattr(environment, "_current",
+                        environment.TrainerEnvironment(checkpoint_seconds=0))
+    ckpt = tmp_path / "b" / "checkpoints"
+    with pytest.raises(JobCancelled):
+        PyTorchTrainer().train(make_request(tmp_path / "b", tiny_splits, ckpt, **RUN),
+                               Recorder(cancel_after_epoch=3))
+    again = Recorder()
+    resumed = PyTorchTrainer().train(make_request(tmp_path / "c", tiny_splits, ckpt, **RUN),
+                                     again)
+    assert "resuming from checkpoint of epoch 3/4" in again.messages
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

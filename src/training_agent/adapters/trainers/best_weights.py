@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .checkpoints import snapshot
+
 NOISE_ERRORS = 2.0  # a best epoch must beat the cooled last one by more than this many errors
 
 
@@ -61,9 +63,9 @@ class BestWeights:
         better = val_acc > best["accuracy"] or (val_acc == best["accuracy"]
                                                 and val_loss < best["loss"])
         if better or not self.has_val:
+            # into the previous best's memory (nothing else holds it: a checkpoint copies it)
             self.best = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch,
-                         "state": {k: v.detach().clone().cpu()
-                                   for k, v in model.state_dict().items()}}
+                         "state": snapshot(model.state_dict(), into=best["state"])}
 
     def hand_back(self, model: torch.nn.Module, last: dict[str, Any] | None, cooled: bool,
                   n_val: int, say: Callable[[str], None]) -> None:

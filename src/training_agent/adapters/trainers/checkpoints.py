@@ -75,15 +75,28 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
-def snapshot(obj: Any) -> Any:
-    """A deep copy with every tensor cloned to the CPU: training may go on mutating the live
-    tensors while the copy is written."""
+def snapshot(obj: Any, into: Any = None) -> Any:
+    """A deep copy with every tensor copied to the CPU: training may go on mutating the live
+    tensors while the copy is written. `into`: an earlier snapshot that nothing reads any more
+    (not the one being written); its CPU tensors of the same shape and dtype are overwritten in
+    place instead of allocating new ones. Why: the state of a ResNet-18 run (weights, AdamW's
+    moments, the weight average, the best epoch's copy) is about 180-230 MB, and allocating it
+    afresh every epoch (new pages, faulted and zeroed by the kernel) took 0.24-0.68 s on a
+    2-core CPU, against 0.02-0.04 s to copy it into the same memory: a fifth of a one-second
+    epoch on small data."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        src = obj.detach()
+        if (isinstance(into, torch.Tensor) and into.device.type == "cpu" and into is not src
+                and into.shape == src.shape and into.dtype == src.dtype
+                and into.is_contiguous() and not into.is_sparse and not src.is_sparse):
+            return into.copy_(src)
+        return src.to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
+        old = into if isinstance(into, dict) else {}
+        return {k: snapshot(v, old.get(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(snapshot(v) for v in obj)
+        old = into if isinstance(into, (list, tuple)) and len(into) == len(obj) else ()
+        return type(obj)(snapshot(v, old[i] if old else None) for i, v in enumerate(obj))
     return obj
 
 
