@@ -36,7 +36,7 @@ def test_defaults_on_cpu_batch_32_and_the_decoder_in_the_manifest(tmp_path, tiny
     assert decoder["function"] == m["input"]["preprocess_function"]
     assert sum(decoder["images"].values()) == sum(m["dataset"]["counts"].values())
     # batch auto on a CPU is 32; the recipe's lr is the one for 32
-    assert m["config"]["batch_size"] == 32 and m["config"]["lr"] == pytest.approx(1e-3)
+    assert m["config"]["batch_size"] == 32 and m["config"]["lr"] == pytest.approx(2e-3)
     assert m["runtime"]["batch"] == {"size": 32, "per_rank": 32, "auto": True, "probe": [],
                                      "lr_rule": "sqrt"}
     assert m["runtime"]["steps_per_epoch"] == 2  # 36 training images
@@ -57,7 +57,7 @@ def test_a_probed_batch_scales_the_default_lr_by_the_square_root(tmp_path, tiny_
         make_request(tmp_path, tiny_splits, epochs=1, batch_size="auto"), Recorder())
     m = manifest_of(result)
     assert m["config"]["batch_size"] == 64
-    assert m["config"]["lr"] == pytest.approx(1e-3 * math.sqrt(2))
+    assert m["config"]["lr"] == pytest.approx(2e-3 * math.sqrt(2))
     assert m["runtime"]["batch"]["probe"] == probed_64
     assert m["runtime"]["steps_per_epoch"] == 1
 

@@ -16,7 +16,12 @@ import torch
 from training_agent.adapters.trainers import loop
 from training_agent.adapters.trainers.augment import PRESETS, BatchTransform
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
-from training_agent.adapters.trainers.recipe import resolved_augment, resolved_label_smoothing
+from training_agent.adapters.trainers.recipe import (
+    resolved_augment,
+    resolved_label_smoothing,
+    resolved_lr,
+    resolved_warmup_epochs,
+)
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.errors import TrainingError
 
@@ -112,6 +117,10 @@ def test_recipe_defaults_follow_how_the_model_starts():
     assert resolved_label_smoothing(config) == 0.1 and resolved_augment(config) == "standard"
     scratch = TrainingConfig(pretrained=False)
     assert resolved_label_smoothing(scratch) == 0.0 and resolved_augment(scratch) == "shift"
+    # the rate: 2e-3 from scratch over a 2-epoch warmup, 5e-4 fine-tuning over one
+    assert (resolved_lr(scratch), resolved_warmup_epochs(scratch)) == (2e-3, 2.0)
+    assert (resolved_lr(config), resolved_warmup_epochs(config)) == (5e-4, 1.0)
+    assert resolved_warmup_epochs(TrainingConfig(pretrained=False, warmup_epochs=0.5)) == 0.5
 
 
 def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny_splits, probe):
@@ -122,7 +131,8 @@ def test_defaults_adamw_light_augment_and_auto_size_from_the_data(tmp_path, tiny
         device="cpu"), Recorder())
     run, m = probe.run, manifest_of(result)
     assert type(run.learner.optimizer) is torch.optim.AdamW
-    assert [g["initial_lr"] for g in run.learner.optimizer.param_groups] == [1e-3, 1e-3]
+    assert [g["initial_lr"] for g in run.learner.optimizer.param_groups] == [2e-3, 2e-3]
+    assert m["config"]["warmup_epochs"] == 2.0  # the recipe's, resolved
     assert [g["weight_decay"] for g in run.learner.optimizer.param_groups] == [0.05, 0.0]
     assert run.learner.criterion.label_smoothing == 0.0  # from scratch
     assert run.learner.transform.preset == "light"

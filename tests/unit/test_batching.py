@@ -77,6 +77,20 @@ def test_lr_rule_is_the_square_root_of_the_batch_ratio():
     assert batching.lr_for_batch(1e-3, 16) == pytest.approx(1e-3)  # under 32: kept
 
 
+def test_the_scaled_lr_stops_at_the_recipes_ceiling():
+    """From scratch AdamW's 2e-3 at batch 32 would be 8e-3 at 512: it stops at 4e-3, what batch
+    512 ran at before; a fine-tuning rate (5e-4) stays under it, a set ceiling never lowers."""
+    from training_agent.adapters.trainers.recipe import MAX_SCALED_LR
+
+    cap = MAX_SCALED_LR["adamw"]
+    assert batching.lr_for_batch(2e-3, 512, cap) == pytest.approx(4e-3)
+    assert batching.lr_for_batch(2e-3, 128, cap) == pytest.approx(4e-3)
+    assert batching.lr_for_batch(2e-3, 64, cap) == pytest.approx(2e-3 * 2 ** 0.5)
+    assert batching.lr_for_batch(5e-4, 512, cap) == pytest.approx(2e-3)
+    assert batching.lr_for_batch(0.1, 512, MAX_SCALED_LR["sgd"]) == pytest.approx(0.4)
+    assert batching.lr_for_batch(8e-3, 32, cap) == pytest.approx(8e-3)  # never below the base
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the memory probe needs a CUDA GPU")
 def test_probe_step_runs_on_cuda():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),

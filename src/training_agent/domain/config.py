@@ -58,8 +58,9 @@ class TrainingConfig(BaseModel):
         "short probe, with the default learning rate scaled from batch 32 by the square root "
         "of the ratio; 32 on a CPU"))
     lr: float | None = Field(None, gt=0, le=10, description=(
-        "learning rate; null: the recipe's default (1e-3 for AdamW/Adam, 5e-4 when pretrained; "
-        "0.1 for SGD, 0.02 when pretrained), set for batch 32 and scaled with an `auto` batch"))
+        "learning rate; null: the recipe's default (2e-3 for AdamW/Adam, 5e-4 when pretrained; "
+        "0.1 for SGD, 0.02 when pretrained), set for batch 32 and scaled with an `auto` batch "
+        "(at most to 4e-3 for AdamW/Adam, 0.4 for SGD)"))
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description=(
         "the optimizer (`sgd`: momentum 0.9, Nesterov); weight decay applies to weights only"))
     weight_decay: float = Field(0.05, ge=0, le=1, description="decoupled weight decay")
@@ -89,8 +90,9 @@ class TrainingConfig(BaseModel):
         "validating; null: none"))
     val_fraction: float = Field(0.15, gt=0, lt=1, description=(
         "the stratified share of train/ held out for validation when the zip has no val/"))
-    warmup_epochs: float = Field(1.0, ge=0, description=(
-        "linear warmup of the learning rate from lr/100 over this many epochs"))
+    warmup_epochs: float | None = Field(None, ge=0, description=(
+        "linear warmup of the learning rate from lr/100 over this many epochs; null: the "
+        "recipe's choice (2 from scratch, 1 when pretrained)"))
     compile: bool = Field(False, description="`torch.compile` the model")
 
     @field_validator("image_size", "epochs", "batch_size")

@@ -34,8 +34,10 @@ SDEs and scaling rules for adaptive gradient algorithms"); linear scaling oversh
 since Adam's per-parameter normalisation already absorbs part of a larger batch's cleaner
 gradient. For SGD the linear rule (Goyal et al. 2017) is calibrated from 0.1 at batch 256;
 the recipe's SGD rate is already 0.1 at batch 32, and linear scaling would take it to 1.6 at
-512, so the square root (Hoffer et al. 2017) is used there too (0.4 at 512). The recipe warms
-up over the first epoch either way. A rate the user set, or a batch the user set, is used
+512, so the square root (Hoffer et al. 2017) is used there too (0.4 at 512). The scaled rate
+stops at recipe.MAX_SCALED_LR (AdamW and Adam 4e-3, SGD 0.4: what batch 512 ran at before the
+from-scratch rate was raised to 2e-3; so from scratch batch 128 and above get 4e-3). The recipe
+warms up over the first epoch either way. A rate the user set, or a batch the user set, is used
 exactly as given."""
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ MIN_STEPS_PER_EPOCH = 16
 MIN_DATA_CAP = 16
 
 
-def lr_for_batch(lr: float, batch: int) -> float:
+def lr_for_batch(lr: float, batch: int, ceiling: float = math.inf) -> float:
     """The recipe's rate for batch 32, scaled up to `batch` by the square root of the ratio
-    (a smaller batch keeps it)."""
-    return lr * math.sqrt(max(batch, REFERENCE_BATCH) / REFERENCE_BATCH)
+    (a smaller batch keeps it), and not above `ceiling` (nor below `lr`)."""
+    return max(lr, min(ceiling, lr * math.sqrt(max(batch, REFERENCE_BATCH) / REFERENCE_BATCH)))
 
 
 def data_cap(train_images: int) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from training_agent.domain.config import TrainingConfig
 
 from .best_weights import standard_error
-from .recipe import COOL_DOWN, Schedule
+from .recipe import COOL_DOWN, Schedule, resolved_warmup_epochs
 
 MIN_CYCLE_EPOCHS = 5  # `epochs: auto`: the shortest cycle
 
@@ -43,7 +43,7 @@ class EpochPlan:
                                                      math.ceil(cfg.min_steps / steps)))
         self.end_epoch = self.cycle_epochs if self.auto else self.max_epochs
         shape = "cosine" if cfg.pretrained and not self.auto else "linear"
-        self.schedule = Schedule(optimizer, round(cfg.warmup_epochs * steps),
+        self.schedule = Schedule(optimizer, round(resolved_warmup_epochs(cfg) * steps),
                                  self.end_epoch * steps, shape)
         self.stop_reason = "epochs"
         self.cycle_best = -1.0  # best validation accuracy before the current cycle

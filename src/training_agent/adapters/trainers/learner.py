@@ -15,7 +15,14 @@ from . import batching
 from .augment import BatchTransform
 from .data import IGNORE
 from .evaluation import confusion
-from .recipe import make_optimizer, resolved_augment, resolved_label_smoothing, resolved_lr
+from .recipe import (
+    MAX_SCALED_LR,
+    make_optimizer,
+    resolved_augment,
+    resolved_label_smoothing,
+    resolved_lr,
+    resolved_warmup_epochs,
+)
 from .registry import InputSpec
 from .run_context import RunContext
 from .run_data import RunData
@@ -66,7 +73,7 @@ class Learner:
         batch = resolve_batch(ctx, model, autocast, image_size, data)
         lr = resolved_lr(cfg)
         if cfg.batch_size == "auto" and cfg.lr is None:  # the recipe's rate is for batch 32
-            lr = batching.lr_for_batch(lr, batch.size)
+            lr = batching.lr_for_batch(lr, batch.size, MAX_SCALED_LR[cfg.optimizer])
             batch.info["lr_rule"] = batching.LR_RULE
         step_model: torch.nn.Module = model
         if ctx.dist.active:
@@ -101,6 +108,7 @@ class Learner:
         return {**ctx.cfg.model_dump(), "image_size": self.image_size, "lr": self.lr,
                 "batch_size": self.batch.size, "precision": self.precision,
                 "augment": self.transform.preset,
+                "warmup_epochs": resolved_warmup_epochs(ctx.cfg),
                 "label_smoothing": self.criterion.label_smoothing}
 
 
