@@ -37,7 +37,7 @@ the recipe's SGD rate is already 0.1 at batch 32, and linear scaling would take 
 512, so the square root (Hoffer et al. 2017) is used there too (0.4 at 512). The scaled rate
 stops at recipe.MAX_SCALED_LR (AdamW and Adam 4e-3, SGD 0.4: what batch 512 ran at before the
 from-scratch rate was raised to 2e-3; so from scratch batch 128 and above get 4e-3). The recipe
-warms up over the first epoch either way. A rate the user set, or a batch the user set, is used
+warms up either way (two epochs from scratch, one fine-tuning). A rate the user set, or a batch the user set, is used
 exactly as given."""
 
 from __future__ import annotations

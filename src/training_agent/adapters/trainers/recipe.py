@@ -3,9 +3,10 @@
 Default learning rates (when `lr` is not set), for batch 32: AdamW and Adam 2e-3 from scratch,
 5e-4 when fine-tuning pretrained weights; SGD (momentum 0.9, Nesterov) 0.1 and 0.02
 respectively. From scratch the rate was 1e-3 until the eleventh session: with the weight
-average judging and handed back (average.py), twice the rate took off sooner and ended higher
-on every family of the quality benchmark (bench/results/recipe_study.md, seventh look). Scaled
-with an `auto` batch (batching.lr_for_batch), a rate goes at most to `MAX_SCALED_LR`."""
+average judging and handed back (average.py), twice the rate over a two-epoch warmup took off
+sooner and ended higher on three of the quality benchmark's four families, scenes level
+(bench/results/recipe_study.md, seventh look). Scaled with an `auto` batch
+(batching.lr_for_batch), a rate goes at most to `MAX_SCALED_LR`."""
 
 from __future__ import annotations
 
