@@ -1,7 +1,7 @@
 """The project's checkpoint, as a run uses it: read once at the start (rank 0 reads it, every
 rank gets it) so that a run of the same config and dataset resumes where a stopped one left
-off. Rank 0 takes a copy of the state in memory at every epoch's end (into the memory of an earlier
-copy that is no longer needed: checkpoints.snapshot) and writes it to disk in
+off. Rank 0 takes a copy of the state in memory at every epoch's end (into the previous epoch's
+copy while that was not handed to the writer: checkpoints.snapshot) and writes it to disk in
 the background (checkpoints.BackgroundWriter) at most every `checkpoint_seconds` (setting
 `TRAINING_AGENT_CHECKPOINT_SECONDS`, default 30; 0: every epoch), and always when the run
 ends by an exception (cancelled, failed, interrupted by a signal): a job stopped that way
@@ -31,10 +31,6 @@ class Checkpointer:
         self.writer = checkpoints.BackgroundWriter()
         self.interval = environment.current().checkpoint_seconds
         self.latest: dict[str, Any] | None = None  # the last epoch's state, not yet on disk
-        # the copy handed to the writer last, and the one before it (done: the writer waits
-        # for a write before starting the next), whose memory the next epoch's copy reuses
-        self.writing: dict[str, Any] | None = None
-        self.spare: dict[str, Any] | None = None
         self.written_at = time.monotonic()  # the run's start counts as a write
 
     def load(self, max_epochs: int) -> dict[str, Any] | None:
@@ -83,18 +79,18 @@ class Checkpointer:
         if not self.ctx.dist.primary:
             return
         learner = self.learner
-        reuse, self.spare = (self.latest if self.latest is not None else self.spare), None
+        # into the last epoch's copy when it was not written (nothing else holds it); a copy
+        # handed to the writer is left alone, and the next epoch's is allocated afresh
         self.latest = checkpoints.snapshot({
             "fingerprint": self.fingerprint, "epoch": epoch, "model": learner.model.state_dict(),
             "optimizer": learner.optimizer.state_dict(), "scaler": learner.scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(), **more}, into=reuse)
+            "rng_cpu": torch.get_rng_state(), **more}, into=self.latest)
         if time.monotonic() - self.written_at >= self.interval:
             self._write()
 
     def _write(self) -> None:
         if self.latest is not None:
-            self.writer.save(self.folder, self.latest)  # after the previous write has ended
-            self.spare, self.writing = self.writing, self.latest
+            self.writer.save(self.folder, self.latest)
             self.latest, self.written_at = None, time.monotonic()
 
     def flush(self) -> None:
