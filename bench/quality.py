@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -26,6 +27,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -164,21 +166,60 @@ def mean_curve(curves: list[list[dict[str, Any]]], finals: list[float] | None = 
     return out
 
 
-def bench_family(family: str, work: Path, plain_epochs: int, per_class: dict[str, int],
-                 seeds: list[int]) -> dict[str, Any]:
-    """Ours and plain with each seed; the comparison is made on the mean curves (one seed's
-    test accuracy on 80-200 test images moves by 0.05 from epoch to epoch)."""
-    zip_path, splits = family_data(family, work, per_class)
-    runs = [ours(work, splits, family, seed) for seed in seeds]
-    epochs = max(plain_epochs, *(o["epochs"] for o in runs))
-    # the seed's recipe reads folders (ImageFolder): the zip extracted for it (ours reads the
-    # zip in place)
-    files = work / f"{family}-files"
+def _in_child(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """`fn` in a pool's process with one thread (see `--jobs`)."""
+    torch.set_num_threads(1)
+    return fn(*args, **kwargs)
+
+
+def bench_families(families: list[str], work: Path, plain_epochs: int,
+                   per_class: dict[str, int], seeds: list[int], jobs: int
+                   ) -> Iterator[dict[str, Any]]:
+    """Ours and plain with each seed, family by family; with `jobs` > 1 every run in its own
+    process with one thread, `jobs` at a time (ours first: the plain recipe trains as many
+    epochs as ours ran). Each family's row as soon as its runs are done."""
+    data = {f: family_data(f, work, per_class) for f in families}
+    if jobs <= 1:
+        for family in families:
+            zip_path, splits = data[family]
+            runs = [ours(work, splits, family, seed) for seed in seeds]
+            epochs = max(plain_epochs, *(o["epochs"] for o in runs))
+            root = plain_root(zip_path, splits, work / f"{family}-files")
+            plains = [plain(root, runs[0]["image_size"], epochs, seed) for seed in seeds]
+            yield compare(family, splits, per_class, seeds, runs, plains)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        ours_of = {f: [pool.submit(_in_child, ours, work, data[f][1], f, seed, threads=1)
+                       for seed in seeds] for f in families}
+        plains_of = {}
+        for family in families:  # each family's plain runs queued once its own are done
+            zip_path, splits = data[family]
+            runs = [f.result() for f in ours_of[family]]
+            epochs = max(plain_epochs, *(o["epochs"] for o in runs))
+            root = plain_root(zip_path, splits, work / f"{family}-files")
+            plains_of[family] = (runs, [pool.submit(_in_child, plain, root,
+                                                    runs[0]["image_size"], epochs, seed)
+                                        for seed in seeds])
+        for family in families:
+            runs, futures = plains_of[family]
+            yield compare(family, data[family][1], per_class, seeds, runs,
+                          [f.result() for f in futures])
+
+
+def plain_root(zip_path: Path, splits: DatasetSplits, files: Path) -> Path:
+    """The seed's recipe reads folders (ImageFolder): the zip extracted for it (ours reads the
+    zip in place)."""
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(files)
     under, member = next(iter(splits.members.items()))  # the zip's top folder, if it has one
-    plain_root = files / member[: len(member) - len(under)]
-    plains = [plain(plain_root, runs[0]["image_size"], epochs, seed) for seed in seeds]
+    return files / member[: len(member) - len(under)]
+
+
+def compare(family: str, splits: DatasetSplits, per_class: dict[str, int], seeds: list[int],
+            runs: list[dict[str, Any]], plains: list[dict[str, Any]]) -> dict[str, Any]:
+    """The comparison is made on the mean curves (one seed's test accuracy on 80-200 test
+    images moves by 0.05 from epoch to epoch)."""
     o_curve = mean_curve([o["curve"] for o in runs], [o["test"] for o in runs])
     p_curve = mean_curve([p["curve"] for p in plains])
     best = max(c["test"] for c in p_curve)
@@ -217,8 +258,10 @@ def report(rows: list[dict[str, Any]], seconds: float, args: argparse.Namespace)
     lines = [
         "# Quality benchmark: our defaults vs the seed's plain recipe, from scratch", "",
         f"`python bench/quality.py {' '.join(args.argv)}`".replace(" `", "`") + " — "
-        f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}; whole run {seconds / 60:.1f} min (load average at the end "
+        f"{platform.machine()}, {os.cpu_count()} cores, "
+        + (f"{args.jobs} runs at a time, one thread each" if args.jobs > 1
+           else f"one run at a time, {torch.get_num_threads()} threads")
+        + f", torch {torch.__version__}; whole run {seconds / 60:.1f} min (load average at the end "
         f"{load:.1f}: seconds stretch with other work on the machine; the images-trained "
         f"ratio does not). Every figure is the mean over seeds {args.seed_list} (the model's "
         "initialisation and the order of batches; the data is the same), curves averaged "
@@ -270,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="train the plain recipe at least this many epochs (default: as many "
                          "as ours ran)")
     ap.add_argument("--seeds", default="0,1", help="seeds, averaged (default 0,1)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="runs at a time, each in its own process with one thread (default: 2, "
+                         "or 1 on a single core; 1: in this process, with all its threads)")
     ap.add_argument("--quick", action="store_true", help="one small family, a smoke run")
     ap.add_argument("--without-average", action="store_true",
                     help="ours without the weight average (average.py), for comparison")
@@ -281,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         families, args.per_class = families[:1], (20, 8)
     if args.without_average:  # the epoch loop then judges and hands back the live weights
+        args.jobs = 1  # (patched in this process: its runs stay in it)
         from training_agent.adapters.trainers import epoch_loop
 
         epoch_loop.WeightAverage = lambda *a, **k: None  # type: ignore[assignment,misc]
@@ -291,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for family in families:
-            row = bench_family(family, Path(tmp), args.plain_epochs, per_class, args.seed_list)
+        for row in bench_families(families, Path(tmp), args.plain_epochs, per_class,
+                                  args.seed_list, args.jobs):
             print(json.dumps({k: row[k] for k in ("family", "plain_at_equal", "speedup",
                                                   "speedup_images")}
                              | {"ours": row["ours"]["test"], "plain_best": row["plain"]["best"],

@@ -24,8 +24,9 @@ from training_agent.adapters.trainers.recipe import (
 )
 from training_agent.domain.config import TrainingConfig
 from training_agent.domain.errors import TrainingError
+from training_agent.testing.families import make_family_zip
 
-from .conftest import Recorder, make_request
+from .conftest import Recorder, make_request, splits_of
 
 
 class Probe:
@@ -306,6 +307,37 @@ def test_auto_from_scratch_grows_the_shift_over_the_first_half_of_the_run(tmp_pa
         assert strengths == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0])
         assert m["runtime"]["augment_ramp_epochs"] == 3.0
     assert probe.run.learner.transform.strength == 1.0
+
+
+def test_auto_from_scratch_adds_colour_invariance_when_colours_say_nothing(tmp_path, probe):
+    """Outline shapes in random colours: before the first augmented epoch the colour check
+    finds that colours do not tell the classes apart, and the shift becomes `shift-colour`;
+    the manifest and the job's log say so. The colour-coded tiny data keeps `shift`."""
+    zip_path = make_family_zip(tmp_path / "shapes.zip", "shapes",
+                               {"train": 14, "val": 4, "test": 2})
+    rec = Recorder()
+    result = probe.trainer.train(make_request(tmp_path, splits_of(zip_path, tmp_path / "d"),
+                                              epochs=3, early_stopping_patience=None), rec)
+    m = manifest_of(result)
+    check = m["runtime"]["colour_check"]
+    assert m["config"]["augment"] == probe.run.learner.transform.preset == "shift-colour"
+    assert check["colour_invariance"] and check["images"] == 56
+    assert check["colour_guess"] <= check["bar"]
+    said = [e.message for e in rec.events if e.message and "colour check" in e.message]
+    assert len(said) == 1 and "do not tell the classes apart" in said[0]
+
+
+def test_colour_coded_classes_keep_their_colours_and_a_named_preset_is_not_asked(
+        tmp_path, tiny_splits):
+    auto = PyTorchTrainer().train(make_request(tmp_path / "a", tiny_splits, epochs=2),
+                                  Recorder())
+    m = manifest_of(auto)
+    assert m["config"]["augment"] == "shift"
+    assert m["runtime"]["colour_check"]["informative"] is True
+    named = PyTorchTrainer().train(make_request(tmp_path / "n", tiny_splits, epochs=2,
+                                                augment="shift-colour"), Recorder())
+    m = manifest_of(named)
+    assert m["config"]["augment"] == "shift-colour" and m["runtime"]["colour_check"] is None
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

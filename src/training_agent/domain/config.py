@@ -67,11 +67,13 @@ class TrainingConfig(BaseModel):
     label_smoothing: float | None = Field(None, ge=0, lt=1, description=(
         "label smoothing of the loss; null: the recipe's choice (0.1 pretrained, 0 from "
         "scratch)"))
-    augment: Literal["auto", "none", "shift", "light", "standard", "strong"] = Field(
-        "auto", description=(
-            "augmentation preset; `auto`: `standard` (random resized crop, flip) when "
-            "pretrained, `shift` (translation by whole pixels, no flip) from scratch, its reach "
-            "growing from none over the first half of the first cycle"))
+    augment: Literal["auto", "none", "shift", "shift-colour", "light", "standard",
+                     "strong"] = Field("auto", description=(
+        "augmentation preset; `auto`: `standard` (random resized crop, flip) when "
+        "pretrained, `shift` (translation by whole pixels, no flip) from scratch, its reach "
+        "growing from none over the first half of the first cycle, and `shift-colour` "
+        "(channels shuffled, half the images inverted) when the training images' colours do "
+        "not tell the classes apart"))
     image_size: int | Literal["auto"] = Field("auto", description=(
         "input side in pixels, 16 to 1024; `auto`: the weights' input size when pretrained, "
         "else the training images' median shorter side clamped to [32, 224]"))

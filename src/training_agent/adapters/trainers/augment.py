@@ -9,6 +9,10 @@ Presets (`augment` in the config; `auto` is `standard` when fine-tuning pretrain
             validation does. With `augment: auto` from scratch its reach grows from none in
             the first epoch to full halfway through the first cycle (`shift_strength`,
             recipe.py's `augment_ramp_epochs`)
+  shift-colour  shift, plus colour invariance: each image's RGB channels in a random order and
+            half of the images inverted (255 - x). What `augment: auto` from scratch becomes
+            when colours do not tell the classes apart (colour_check.py); growing with the
+            shift's reach under the ramp
   light     horizontal flip, random resized crop with scale (0.6, 1)
   standard  horizontal flip, random resized crop with scale (0.3, 1), aspect (3/4, 4/3)
   strong    standard, plus brightness/contrast/saturation jitter (0.3) and random erasing
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 PRESETS: dict[str, dict[str, float]] = {
     "none": {},
     "shift": {"translate": 0.125},
+    "shift-colour": {"translate": 0.125, "colour": 1.0},
     "light": {"flip": 0.5, "scale_min": 0.6},
     "standard": {"flip": 0.5, "scale_min": 0.3},
     "strong": {"flip": 0.5, "scale_min": 0.25, "jitter": 0.3, "erase": 0.25},
@@ -67,8 +72,10 @@ class BatchTransform:
         p = self.params
         if p.get("translate"):
             x = self._translate(x, gen, p["translate"] * self.strength)
-        elif p:
+        elif "scale_min" in p:
             x = self._crop_flip(x, gen, p["flip"], p["scale_min"])
+        if p.get("colour"):
+            x = self._colour(x, gen, p["colour"] * self.strength)
         if p.get("jitter"):
             x = self._jitter(x, gen, p["jitter"])
         x = x * self._scale + self._shift
@@ -115,6 +122,21 @@ class BatchTransform:
         cols = (dx + torch.arange(w, device=self.device)).view(n, 1, 1, w)
         return padded[torch.arange(n, device=self.device).view(n, 1, 1, 1),
                       torch.arange(c, device=self.device).view(1, c, 1, 1), rows, cols]
+
+    def use(self, preset: str) -> None:
+        """Switch to another preset (`auto` from scratch: shift -> shift-colour)."""
+        self.preset, self.params = preset, PRESETS[preset]
+
+    def _colour(self, x: torch.Tensor, gen: torch.Generator, share: float) -> torch.Tensor:
+        """With probability `share` an image's channels are put in a random order (any of the
+        six, the unchanged one too), and with `share / 2` it is inverted (255 - x): the
+        shapes stay, their colours and brightness order do not."""
+        n = x.shape[0]
+        order = torch.argsort(self._rand(n * 3, gen).view(n, 3), dim=1)
+        order[self._rand(n, gen) >= share] = torch.arange(3, device=self.device)
+        x = torch.gather(x, 1, order.view(n, 3, 1, 1).expand_as(x))
+        invert = (self._rand(n, gen) < share / 2).view(n, 1, 1, 1)
+        return torch.where(invert, 255.0 - x, x)
 
     def _jitter(self, x: torch.Tensor, gen: torch.Generator, s: float) -> torch.Tensor:
         n = x.shape[0]

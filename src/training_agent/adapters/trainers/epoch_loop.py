@@ -14,6 +14,7 @@ import torch
 
 from training_agent.domain.ports import EpochProgress
 
+from . import colour_check
 from .augment import shift_strength
 from .average import WeightAverage, half_life_steps
 from .best_weights import BestWeights
@@ -47,9 +48,9 @@ class EpochLoop:
             learner.model, half_life_steps(steps, self.plan.end_epoch * steps))
         # the model validation judges when it is not the live one: the average
         self.judged = self.average.model if self.average is not None else None
-        # `auto` from scratch: the shift's reach grows over the first half of the planned epochs
-        # (of the first cycle, with `epochs: auto`); before a checkpoint's plan is loaded
+        # `auto` from scratch: the shift grows over the first half of the (first) cycle's epochs
         self.ramp_epochs = augment_ramp_epochs(ctx.cfg, self.plan.end_epoch)
+        self.colour: dict[str, Any] | None = None  # colour_check's answer, once asked
         self.start_epoch = 1
         if state is not None:
             if self.average is not None and state.get("average"):
@@ -83,7 +84,7 @@ class EpochLoop:
         epoch = self.start_epoch
         while epoch <= plan.end_epoch:
             t0 = time.monotonic()
-            self.learner.transform.strength = strength = shift_strength(epoch, self.ramp_epochs)
+            strength = set_augment(self, epoch)
             loss, train_acc, seen, timed_out = self.epoch(epoch, budget, t_train)
             self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
             self.on_epoch_end()  # the dataset check begins, or says its summary if done
@@ -179,6 +180,23 @@ class EpochLoop:
             self.learner.model.load_state_dict(self.average.model.state_dict())
         self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
                             self.plan.cooled(), self.data.total(self.ctx, "val"), self.ctx.say)
+
+
+def set_augment(loop: EpochLoop, epoch: int) -> float:
+    """The epoch's augmentation: the shift's strength (the ramp), and with `auto` from scratch,
+    before the first augmented epoch (the whole training split has been through one epoch: a
+    cache filling meanwhile is full), colour_check.py's question: `shift-colour` if colours do
+    not tell the classes apart. Asked again on resuming: the same sample, the same answer."""
+    ctx, transform = loop.ctx, loop.learner.transform
+    transform.strength = strength = shift_strength(epoch, loop.ramp_epochs)
+    if strength > 0 and loop.ramp_epochs and loop.colour is None:
+        images, labels = colour_check.sample_of(loop.data["train"], ctx.cfg.seed + ctx.dist.rank)
+        loop.colour = colour_check.check(images, labels, len(ctx.req.splits.class_names),
+                                         ctx.dist.sum)
+        if loop.colour["colour_invariance"]:
+            transform.use("shift-colour")
+        ctx.say(colour_check.sentence(loop.colour))
+    return strength
 
 
 def first_step(ctx: RunContext, seconds: float) -> None:

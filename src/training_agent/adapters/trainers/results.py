@@ -107,7 +107,9 @@ def manifest(loop: EpochLoop, metrics: dict[str, Any], counts: dict[str, int]) -
                     "weight_average": ({"half_life_steps": round(loop.average.half_life, 1)}
                                        if loop.average is not None else None),
                     # `augment: auto` from scratch: the shift's reach grows over these epochs
-                    "augment_ramp_epochs": loop.ramp_epochs or None},
+                    "augment_ramp_epochs": loop.ramp_epochs or None,
+                    # and whether colours tell the classes apart (colour_check.py)
+                    "colour_check": loop.colour},
         "library_versions": artifacts.library_versions(),
         "timings": ctx.timings,
         **req.extra_manifest,
