@@ -4,6 +4,7 @@ tolerance is zero); a changed config starts fresh."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import torch
 
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.domain.errors import JobCancelled
+from training_agent.testing.families import make_family_zip
 
-from .conftest import Recorder, make_request
+from .conftest import Recorder, make_request, splits_of
 
 RUN = {"epochs": 4, "seed": 7, "early_stopping_patience": None}
 
@@ -205,5 +207,29 @@ def test_with_a_write_every_epoch_the_resumed_run_still_ends_with_the_same_weigh
     resumed = PyTorchTrainer().train(make_request(tmp_path / "c", tiny_splits, ckpt, **RUN),
                                      again)
     assert "resuming from checkpoint of epoch 3/4" in again.messages
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_asks_the_colour_check_again_and_ends_with_the_same_weights(tmp_path):
+    """Shapes in random colours: `auto` becomes `shift-colour` in epoch 2 of the uninterrupted
+    run; a run stopped after epoch 2 and resumed asks again (same sample, same answer) and
+    ends with exactly the same weights."""
+    zip_path = make_family_zip(tmp_path / "shapes.zip", "shapes",
+                               {"train": 10, "val": 3, "test": 2})
+    splits = splits_of(zip_path, tmp_path / "data")
+    whole = PyTorchTrainer().train(make_request(tmp_path / "a", splits, **RUN), Recorder())
+    ckpt = tmp_path / "b" / "checkpoints"
+    with pytest.raises(JobCancelled):
+        PyTorchTrainer().train(make_request(tmp_path / "b", splits, ckpt, **RUN),
+                               Recorder(cancel_after_epoch=2))
+    again = Recorder()
+    resumed = PyTorchTrainer().train(make_request(tmp_path / "c", splits, ckpt, **RUN), again)
+    assert [e.epoch for e in again.epochs] == [3, 4]
+    assert any("colour check: colours do not tell" in m for m in again.messages)
+    for r in (whole, resumed):
+        m = json.loads(r.artifacts["manifest.json"].read_text())
+        assert m["config"]["augment"] == "shift-colour"
+        assert m["runtime"]["colour_check"]["colour_invariance"] is True
     a, b = weights(whole), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
