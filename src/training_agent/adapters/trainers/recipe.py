@@ -45,6 +45,8 @@ def resolved_label_smoothing(config: TrainingConfig) -> float:
 
 
 def resolved_augment(config: TrainingConfig) -> str:
+    """The preset a run starts with. From scratch `auto` starts as `shift` and may become
+    `shift-colour` before its first augmented epoch (colour_check.py, epoch_loop.py)."""
     if config.augment != "auto":
         return config.augment
     return "standard" if config.pretrained else "shift"
