@@ -16,6 +16,7 @@ from training_agent.testing.families import FAMILIES
 
 
 def _batch(draw, per_class: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images' colour histograms (what `check` asks of) and their labels."""
     rng = random.Random(seed)
     images, labels = [], []
     for c in range(classes):
@@ -23,7 +24,7 @@ def _batch(draw, per_class: int, classes: int, seed: int = 0) -> tuple[torch.Ten
             img = draw(c, rng).convert("RGB").resize((32, 32))
             images.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
             labels.append(c)
-    return torch.stack(images), torch.tensor(labels)
+    return colour_check.histograms(torch.stack(images)), torch.tensor(labels)
 
 
 def _object_of_class_colour(c: int, rng: random.Random, radius: tuple[int, int] = (6, 9),
@@ -44,16 +45,16 @@ def _object_of_class_colour(c: int, rng: random.Random, radius: tuple[int, int] 
 def test_shape_and_scene_families_with_random_colours_get_colour_invariance():
     for family in ("shapes", "scenes", "glyphs"):
         names, draw = FAMILIES[family]
-        images, labels = _batch(draw, 40, len(names))
-        result = colour_check.check(images, labels, len(names))
+        feats, labels = _batch(draw, 40, len(names))
+        result = colour_check.check(feats, labels, len(names))
         assert result["colour_invariance"], (family, result)
         assert result["colour_guess"] <= result["bar"]
         assert result["images"] == 40 * len(names)
 
 
 def test_data_whose_class_is_its_colour_keeps_its_colours():
-    images, labels = _batch(_object_of_class_colour, 40, 4)
-    result = colour_check.check(images, labels, 4)
+    feats, labels = _batch(_object_of_class_colour, 40, 4)
+    result = colour_check.check(feats, labels, 4)
     assert not result["colour_invariance"] and result["informative"]
     assert result["colour_guess"] > 0.6 and result["largest_class"] == 0.25
     assert "colours carry the class" in colour_check.sentence(result)
@@ -61,24 +62,24 @@ def test_data_whose_class_is_its_colour_keeps_its_colours():
 
 def test_a_small_object_of_the_class_colour_on_backgrounds_of_any_colour_is_found():
     """A tenth of the image carries the class, the rest is a random colour."""
-    images, labels = _batch(
+    feats, labels = _batch(
         lambda c, rng: _object_of_class_colour(c, rng, (3, 5), any_background=True), 50, 4)
-    result = colour_check.check(images, labels, 4)
+    result = colour_check.check(feats, labels, 4)
     assert result["informative"] and not result["colour_invariance"], result
 
 
 def test_too_few_images_leave_the_colours_alone():
-    images, labels = _batch(FAMILIES["shapes"][1], 1, 4)
-    result = colour_check.check(images, labels, 4)
+    feats, labels = _batch(FAMILIES["shapes"][1], 1, 4)
+    result = colour_check.check(feats, labels, 4)
     assert not result["colour_invariance"] and result["colour_guess"] is None
     assert "too few" in colour_check.sentence(result)
 
 
 def test_ranks_pool_their_counts():
     """Each rank asks its own share; the sums over every rank decide for all."""
-    images, labels = _batch(_object_of_class_colour, 20, 4)
-    one = colour_check.check(images, labels, 4)
-    doubled = colour_check.check(images, labels, 4, total=lambda t: t * 2)
+    feats, labels = _batch(_object_of_class_colour, 20, 4)
+    one = colour_check.check(feats, labels, 4)
+    doubled = colour_check.check(feats, labels, 4, total=lambda t: t * 2)
     assert doubled["images"] == 2 * one["images"]
     assert doubled["colour_guess"] == one["colour_guess"]
 
@@ -106,3 +107,20 @@ def test_the_sample_is_fixed_by_the_seed_capped_and_leaves_unreadable_images_out
     assert torch.equal(a, b) and torch.equal(la, lb)
     assert len(a) == len(la) <= colour_check.SAMPLE and (la != IGNORE).all()
     assert len(a) > colour_check.SAMPLE - 30
+    assert a.shape[1] == colour_check.LEVELS ** 3 and torch.allclose(a.sum(1), torch.ones(len(a)))
+    other, _ = colour_check.sample_of(_Split(images, labels), seed=8)
+    assert not torch.equal(a, other)
+
+
+def test_an_empty_split_is_too_few_to_tell():
+    feats, labels = colour_check.sample_of(_Split(torch.zeros(0, 3, 4, 4, dtype=torch.uint8),
+                                                  torch.zeros(0, dtype=torch.int64)), seed=0)
+    assert colour_check.check(feats, labels, 3)["colour_guess"] is None
+
+
+def test_a_histogram_is_the_share_of_pixels_in_each_colour_bin():
+    img = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+    img[:, 0, :, :32] = 255  # left half red, right half black
+    h = colour_check.histograms(img)[0]
+    red = (colour_check.LEVELS - 1) * colour_check.LEVELS ** 2
+    assert h[red] == 0.5 and h[0] == 0.5 and h.sum() == 1

@@ -58,26 +58,24 @@ def neighbour_votes(features: torch.Tensor, labels: torch.Tensor, classes: int) 
 
 
 def sample_of(split: Any, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to SAMPLE images of `split` (CachedSplit, FillingSplit or a streamed one) and their
-    labels, a fixed random choice, the unreadable ones left out."""
+    """The colour histograms (on the CPU) and labels of up to SAMPLE images of `split`
+    (CachedSplit, FillingSplit or a streamed one), a fixed random choice, the unreadable ones
+    left out; read 128 images at a time, only their histograms kept."""
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:SAMPLE]
-    images, labels = [], []
+    feats, labels = [torch.zeros(0, LEVELS ** 3)], [torch.zeros(0, dtype=torch.int64)]
     for x, y in split.batches(list(order.split(128))):
         keep = y != IGNORE
-        images.append(x[keep.to(x.device)])
+        feats.append(histograms(x[keep.to(x.device)]).cpu())
         labels.append(y[keep].cpu())
-    if not images:
-        return torch.zeros(0, 3, 1, 1, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(images), torch.cat(labels)
+    return torch.cat(feats), torch.cat(labels)
 
 
-def check(images: torch.Tensor, labels: torch.Tensor, classes: int,
+def check(features: torch.Tensor, labels: torch.Tensor, classes: int,
           total: Any = None) -> dict[str, Any]:
-    """The question above on these images. `total` sums a tensor over every rank (each asks its
-    own share; all get the same answer)."""
-    feats = histograms(images).cpu() if len(images) else torch.zeros(0, LEVELS ** 3)
-    right = neighbour_votes(feats, labels.cpu(), classes)
-    counts = torch.bincount(labels.cpu(), minlength=classes).double()
+    """The question above on these images' histograms. `total` sums a tensor over every rank
+    (each asks its own share; all get the same answer)."""
+    right = neighbour_votes(features, labels, classes)
+    counts = torch.bincount(labels, minlength=classes).double()
     sums = torch.cat([torch.tensor([float(right)], dtype=torch.float64), counts])
     if total is not None:
         sums = total(sums)

@@ -190,8 +190,8 @@ def set_augment(loop: EpochLoop, epoch: int) -> float:
     ctx, transform = loop.ctx, loop.learner.transform
     transform.strength = strength = shift_strength(epoch, loop.ramp_epochs)
     if strength > 0 and loop.ramp_epochs and loop.colour is None:
-        images, labels = colour_check.sample_of(loop.data["train"], ctx.cfg.seed + ctx.dist.rank)
-        loop.colour = colour_check.check(images, labels, len(ctx.req.splits.class_names),
+        feats, labels = colour_check.sample_of(loop.data["train"], ctx.cfg.seed + ctx.dist.rank)
+        loop.colour = colour_check.check(feats, labels, len(ctx.req.splits.class_names),
                                          ctx.dist.sum)
         if loop.colour["colour_invariance"]:
             transform.use("shift-colour")
