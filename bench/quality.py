@@ -10,8 +10,9 @@ glyphs in random fonts, textures, photo-like scenes: training_agent.testing.fami
     Resize((size, size)) + ToTensor, batch 32, shuffle, ResNet-18, Adam 1e-3, cross-entropy),
     test accuracy after every epoch, for `--plain-epochs` epochs or as many as ours ran.
 Both with each of `--seeds` (default 0,1); the table compares the mean curves: both accuracies
-at equal epochs, the plain recipe's best, and the time each takes to reach it. `--quick` runs
-one small family with one seed, a smoke test."""
+at equal epochs, the plain recipe's best, and the time each takes to reach it. `--jobs` (default
+2) runs that many at a time, each in its own process with one thread (both recipes alike, so
+their seconds compare). `--quick` runs one small family with one seed, a smoke test."""
 
 from __future__ import annotations
 
