@@ -22,7 +22,7 @@ from .data import IGNORE, chunks_of, epoch_order, epoch_seed
 from .epoch_plan import EpochPlan
 from .evaluation import accuracy, logits_of
 from .learner import Learner
-from .recipe import augment_ramp_epochs
+from .recipe import augment_ramp_epochs, scratch_auto
 from .resume import Checkpointer
 from .run_context import RunContext
 from .run_data import RunData
@@ -189,7 +189,7 @@ def set_augment(loop: EpochLoop, epoch: int) -> float:
     not tell the classes apart. Asked again on resuming: the same sample, the same answer."""
     ctx, transform = loop.ctx, loop.learner.transform
     transform.strength = strength = shift_strength(epoch, loop.ramp_epochs)
-    if strength > 0 and loop.ramp_epochs and loop.colour is None:
+    if strength > 0 and scratch_auto(ctx.cfg) and loop.colour is None:
         feats, labels = colour_check.sample_of(loop.data["train"], ctx.cfg.seed + ctx.dist.rank)
         loop.colour = colour_check.check(feats, labels, len(ctx.req.splits.class_names),
                                          ctx.dist.sum)

@@ -55,11 +55,17 @@ def resolved_augment(config: TrainingConfig) -> str:
 RAMP_SHARE = 0.5  # `augment: auto` from scratch: the shift grows over this share of the cycle
 
 
+def scratch_auto(config: TrainingConfig) -> bool:
+    """`augment: auto` from scratch: the shift grows (the ramp below) and the colour check
+    chooses between `shift` and `shift-colour` (colour_check.py)."""
+    return config.augment == "auto" and not config.pretrained
+
+
 def augment_ramp_epochs(config: TrainingConfig, cycle_epochs: int) -> float:
     """Over how many epochs `shift`'s reach grows from none to full: from scratch with
     `augment: auto`, the first half of the first cycle (progressive augmentation: early
     epochs learn faster unaugmented); else 0, the preset as it is from the first step."""
-    if config.augment != "auto" or config.pretrained:
+    if not scratch_auto(config):
         return 0.0
     return RAMP_SHARE * cycle_epochs
 
