@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from training_agent.adapters.trainers import loop
+from training_agent.adapters.trainers import environment, loop
 from training_agent.adapters.trainers.augment import PRESETS, BatchTransform
 from training_agent.adapters.trainers.pytorch import PyTorchTrainer
 from training_agent.adapters.trainers.recipe import (
@@ -268,8 +269,11 @@ def test_time_budget_stops_training_and_says_so(tmp_path, tiny_splits):
     assert [e.step for e in sink.events if e.step] == [1]
 
 
-def test_streamed_pipeline_matches_the_cache(tmp_path, tiny_splits):
-    """Same pixels, same order, same thread count (1): the same weights, bit for bit."""
+def test_streamed_pipeline_matches_the_cache(tmp_path, tiny_splits, monkeypatch):
+    """Same pixels, same order, same thread count (1): the same weights, bit for bit. (Over
+    the memory budget with no disk budget: test_disk_cache.py has the cache on disk.)"""
+    monkeypatch.setattr(environment, "_current",
+                        replace(environment.current(), disk_cache_gb=0))
     cached = PyTorchTrainer(threads=1).train(make_request(tmp_path / "a", tiny_splits),
                                              Recorder())
     streamed = PyTorchTrainer(cache_bytes=0, threads=1).train(

@@ -127,12 +127,13 @@ def test_the_trainer_settings_reach_the_adapters_through_the_container(monkeypat
     for name, value in {"TRAINING_AGENT_PLUGINS": " torchvision, timm ", "HF_HUB_OFFLINE": "yes",
                         "TRAINING_AGENT_CACHE_GB": "0.5", "XDG_CACHE_HOME": str(tmp_path),
                         "WORLD_SIZE": "4", "LOCAL_RANK": "3", "TRAINING_AGENT_OVERLAP": "1",
-                        "TRAINING_AGENT_STREAM_CPU_SHARE": "0.25"}.items():
+                        "TRAINING_AGENT_STREAM_CPU_SHARE": "0.25",
+                        "TRAINING_AGENT_DISK_CACHE_GB": "2"}.items():
         monkeypatch.setenv(name, value)
     build_container(Settings())
     env = environment.current()
     assert env.plugins == ("torchvision", "timm") and env.cache_home == tmp_path
-    assert env.overlap is True and env.stream_cpu_share == 0.25
+    assert env.overlap is True and env.stream_cpu_share == 0.25 and env.disk_cache_gb == 2.0
     assert (env.world_size, env.local_rank, env.local_world_size) == (4, 3, None)
     assert offline_requested() and default_cache_budget() == 1 << 29
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -152,6 +153,9 @@ def test_a_bad_trainer_setting_is_named():
     with pytest.raises(ValidationError) as err:
         Settings(TRAINING_AGENT_STREAM_CPU_SHARE="1.5")  # a fraction of each batch
     assert "TRAINING_AGENT_STREAM_CPU_SHARE" in describe_settings_error(err.value)
+    with pytest.raises(ValidationError) as err:
+        Settings(TRAINING_AGENT_DISK_CACHE_GB="-1")
+    assert "TRAINING_AGENT_DISK_CACHE_GB" in describe_settings_error(err.value)
 
 
 def test_no_adapter_reads_the_environment():

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_dataset_members: int = Field(200_000, ge=1, alias="TRAINING_AGENT_MAX_DATASET_MEMBERS")
     # the trainer's (handed to the adapters by the container: adapters/trainers/environment.py)
     cache_gb: float | None = Field(None, ge=0, alias="TRAINING_AGENT_CACHE_GB")
+    # the decoded cache on the scratch disk, over the memory budget (unset: half the free space)
+    disk_cache_gb: float | None = Field(None, ge=0, alias="TRAINING_AGENT_DISK_CACHE_GB")
     overlap: bool | None = Field(None, alias="TRAINING_AGENT_OVERLAP")  # unset: with CUDA
     # streamed on a GPU: the CPU's part of each batch (unset: balanced batch by batch)
     stream_cpu_share: float | None = Field(None, ge=0, le=1,
@@ -97,6 +99,7 @@ def trainer_environment(settings: Settings) -> dict[str, Any]:
         n.strip() for n in settings.plugins.split(",") if n.strip())
     cache_home = Path(settings.xdg_cache_home) if settings.xdg_cache_home else None
     return {"plugins": plugins, "offline": offline, "cache_gb": settings.cache_gb,
+            "disk_cache_gb": settings.disk_cache_gb,
             "overlap": settings.overlap, "stream_cpu_share": settings.stream_cpu_share,
             "checkpoint_seconds": settings.checkpoint_seconds,
             "cache_home": cache_home, "world_size": settings.world_size,

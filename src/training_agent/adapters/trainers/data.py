@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,13 +16,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import environment
+from . import environment, host_feed
 from .decoding import Decoder, PilDecoder
 from .images import load_image, unreadable
 from .sources import Source, on_disk
 from .sources import read as read_source
 
 Locate = Callable[[Path], Source]  # an image's path -> where its bytes are (sources.source_of)
+Storage = Callable[[tuple[int, ...]], torch.Tensor]  # a shape -> uint8 tensor to decode into
+PIECE = 512  # images decoded per call into a given storage (and by filling.py)
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -43,13 +46,19 @@ def default_cache_budget() -> int:
 
 
 class CachedSplit:
-    """All images decoded once (by `decoder`, see decoding.py) into a uint8 tensor."""
+    """All images decoded once (by `decoder`, see decoding.py) into a uint8 tensor: in memory,
+    or with `storage` (disk_cache.py) in a tensor it allocates, filled piece by piece."""
 
     cached = True
     filling = False  # see filling.FillingSplit: a cache still being decoded
+    in_file = False  # the disk cache's mapping (disk_cache.py), not memory
+    feed_to: torch.device | None = None  # host memory fed to this GPU by a thread (host_feed)
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
-                 locate: Locate = on_disk) -> None:
+                 locate: Locate = on_disk, storage: Storage | None = None) -> None:
+        if storage is not None:
+            self._decode_into(items, decoder, locate, storage)
+            return
         decoded = decoder.decode([locate(p) for p, _ in items])
         ok = decoded.ok
         self.images = decoded.images
@@ -58,12 +67,37 @@ class CachedSplit:
         self.skipped = decoded.errors
         self.decoded_by = decoded.counts  # images by decoder (nvjpeg, pil, ...)
 
+    def _decode_into(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
+                     locate: Locate, storage: Storage) -> None:
+        """PIECE images at a time, the readable ones written one after another."""
+        whole = storage((len(items), 3, decoder.size, decoder.size))
+        kept: list[int] = []
+        self.skipped, counts = [], Counter[str]()
+        for lo in range(0, len(items), PIECE):
+            part = items[lo:lo + PIECE]
+            decoded = decoder.decode([locate(p) for p, _ in part])
+            whole[len(kept):len(kept) + len(decoded.ok)] = decoded.images.cpu()
+            kept += [lo + i for i in decoded.ok]
+            self.skipped += decoded.errors
+            counts.update(decoded.counts)
+        self.images = whole[:len(kept)]
+        self.labels = torch.tensor([items[i][1] for i in kept], dtype=torch.int64)
+        self.paths = [items[i][0] for i in kept]
+        self.decoded_by = dict(counts)
+
     def pin(self) -> None:
         """Page-locked host memory: host-to-GPU copies of batches run asynchronously."""
         try:
             self.images = self.images.pin_memory()
         except RuntimeError:  # page-locking that much memory failed: pageable copies
             pass
+
+    def feed(self, device: torch.device) -> None:
+        """Batches go to `device` from host memory through host_feed's thread (a cache in
+        RAM is page-locked first; the disk cache's mapping is read as it is)."""
+        if not self.in_file:
+            self.pin()
+        self.feed_to = device
 
     @property
     def nbytes(self) -> int:
@@ -78,6 +112,9 @@ class CachedSplit:
         return len(self.labels)
 
     def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.feed_to is not None:
+            yield from host_feed.feed(self.images, self.labels, chunks, self.feed_to)
+            return
         for idx in chunks:
             idx = idx.to(self.images.device)
             yield self.images[idx], self.labels[idx]
@@ -139,15 +176,28 @@ class StreamedSplit:
 
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
                workers: int, pin: bool = False, decoder: Decoder | None = None,
-               locate: Locate = on_disk) -> CachedSplit | StreamedSplit:
-    """A cached split is decoded by `decoder` (default: PIL over `threads` processes);
-    `locate` says where each image's bytes are (a file, or a member of the dataset's zip)."""
+               locate: Locate = on_disk, storage: Storage | None = None
+               ) -> CachedSplit | StreamedSplit:
+    """A cached split is decoded by `decoder` (default: PIL over `threads` processes), into
+    `storage` if given; `locate` says where each image's bytes are (a file, or a member of the
+    dataset's zip)."""
     if cache:
         if decoder is not None:
-            return CachedSplit(items, decoder, locate)
+            return CachedSplit(items, decoder, locate, storage)
         with PilDecoder(size, threads) as own:
-            return CachedSplit(items, own, locate)
+            return CachedSplit(items, own, locate, storage)
     return StreamedSplit(items, size, threads, workers, pin, locate)
+
+
+def compact(images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The rows `keep` (ascending, on the images' device) moved to the front in place, a piece
+    at a time (no second copy of a cache that may fill most of the memory, or a file): the
+    first len(keep) rows. Safe in order: row j is written from row keep[j] >= j, and every
+    row read later lies at or past the rows written so far."""
+    for lo in range(0, len(keep), PIECE):
+        part = keep[lo:lo + PIECE]
+        images[lo:lo + len(part)] = images[part]
+    return images[:len(keep)]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

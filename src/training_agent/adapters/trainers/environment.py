@@ -18,6 +18,9 @@ class TrainerEnvironment:
     plugins: tuple[str, ...] | None = None  # the plugins to load; None: every installed one
     offline: bool = False  # never touch the network for weights (fail fast, saying so)
     cache_gb: float | None = None  # memory for the decoded cache; None: 40 % of free, <= 16
+    # scratch disk for the decoded cache over the memory budget (disk_cache.py); None: half
+    # the free space, 0: none (streamed)
+    disk_cache_gb: float | None = None
     # the training cache fills while the first epoch trains (filling.py); None: with CUDA
     overlap: bool | None = None
     # streamed on a GPU: the part of each batch the CPU's processes decode beside nvJPEG;

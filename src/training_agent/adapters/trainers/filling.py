@@ -30,10 +30,9 @@ import torch
 
 from training_agent.domain.errors import DatasetInvalid
 
-from .data import CachedSplit, Locate
+from . import host_feed
+from .data import PIECE, CachedSplit, Locate, Storage, compact
 from .decoding import Decoder
-
-PIECE = 512  # images decoded per call: the first epoch's batches wait piece by piece
 
 
 def _empty(shape: tuple[int, ...], device: torch.device, pin: bool) -> torch.Tensor:
@@ -51,9 +50,11 @@ class FillingSplit(CachedSplit):
     permutation of the rows); the decoder is closed when the decode ends."""
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder, locate: Locate,
-                 size: int, order: torch.Tensor, device: torch.device, pin: bool) -> None:
+                 size: int, order: torch.Tensor, device: torch.device, pin: bool,
+                 storage: Storage | None = None) -> None:
         n = len(items)
-        self.images = _empty((n, 3, size, size), device, pin)
+        shape = (n, 3, size, size)
+        self.images = storage(shape) if storage is not None else _empty(shape, device, pin)
         self.labels = torch.tensor([lab for _, lab in items], dtype=torch.int64,
                                    device=device)
         self.paths = [p for p, _ in items]
@@ -137,17 +138,29 @@ class FillingSplit(CachedSplit):
         if self.settled:
             yield from super().batches(chunks)
             return
+        if self.feed_to is not None:  # host memory to a GPU: waits on host_feed's thread
+            yield from host_feed.feed(self.images, self.labels, chunks, self.feed_to,
+                                      self._ready)
+            return
         for idx in chunks:  # index chunks on the CPU while filling (the epoch loop's order)
-            idx = idx.cpu()
-            self._wait(int(self.position[idx].max()) + 1 if len(idx) else 0)
-            bad = self.bad[idx]
-            if bool(bad.any()):
-                short = min(2, len(idx))  # no batch of one: BatchNorm cannot train on it
-                idx = idx[~bad]
-                if len(idx) < short:
-                    idx = torch.cat([idx, self._stand_in(short - len(idx))])
-            idx = idx.to(self.images.device, non_blocking=True)
+            idx = self._ready(idx.cpu()).to(self.images.device, non_blocking=True)
             yield self.images[idx], self.labels[idx]
+
+    def _ready(self, idx: torch.Tensor) -> torch.Tensor:
+        """The rows a batch reads (`idx`, on the CPU), once decoded: the unreadable left out."""
+        self._wait(int(self.position[idx].max()) + 1 if len(idx) else 0)
+        bad = self.bad[idx]
+        if bool(bad.any()):
+            short = min(2, len(idx))  # no batch of one: BatchNorm cannot train on it
+            idx = idx[~bad]
+            if len(idx) < short:
+                idx = torch.cat([idx, self._stand_in(short - len(idx))])
+        return idx
+
+    def feed(self, device: torch.device) -> None:
+        """As CachedSplit's, the memory already allocated where it stays (page-locked when
+        asked): the fill writes into it."""
+        self.feed_to = device
 
     def _stand_in(self, k: int) -> torch.Tensor:
         """`k` readable rows (repeated if need be), for a batch whose unreadable images left
@@ -171,7 +184,7 @@ class FillingSplit(CachedSplit):
         with self._lock:
             if bool(self.bad.any()):
                 keep = (~self.bad).nonzero().squeeze(1)
-                self.images = self.images[keep.to(self.images.device)]
+                self.images = compact(self.images, keep.to(self.images.device))
                 self.labels = self.labels[keep.to(self.labels.device)]
                 self.paths = [self.paths[i] for i in keep.tolist()]
             self.skipped = [self.errors[r] for r in sorted(self.errors)]
@@ -183,4 +196,4 @@ class FillingSplit(CachedSplit):
         self._thread.join()
 
 
-__all__ = ["PIECE", "FillingSplit"]
+__all__ = ["FillingSplit"]

@@ -101,6 +101,8 @@ def manifest(loop: EpochLoop, metrics: dict[str, Any], counts: dict[str, int]) -
         "runtime": {"device": str(ctx.device), "world_size": ctx.dist.world,
                     "precision": learner.precision, "threads": ctx.threads,
                     "cached": data.cached, "gpu_cache": data.gpu_cache,
+                    # where the decoded images were: "gpu", "host", "disk" (None: streamed)
+                    "cache": data.place,
                     "batch_per_rank": learner.batch.per_rank, "batch": learner.batch.info,
                     "steps_per_epoch": learner.batch.steps, "compile": cfg.compile,
                     # from scratch: validation and the weights judged an average (average.py)

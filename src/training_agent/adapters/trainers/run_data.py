@@ -1,7 +1,7 @@
-"""A run's images: each split's share for this rank, decoded once into a cache (host or GPU
-memory) when the memory budget allows, else streamed: decoded per batch on the GPU, or by
-loader processes on a CPU; what was
-skipped; and the few counts the rest of the run needs from every rank."""
+"""A run's images: each split's share for this rank, decoded once into a cache (GPU memory,
+host memory, or over the memory budget a file on the scratch disk: disk_cache.py), else
+streamed: decoded per batch on the GPU, or by loader processes on a CPU; what was skipped; and
+the few counts the rest of the run needs from every rank."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import ItemsView
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,8 +17,8 @@ import torch
 from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
-from . import environment
-from .data import CachedSplit, StreamedSplit, epoch_order, load_split
+from . import disk_cache, environment
+from .data import CachedSplit, Storage, StreamedSplit, epoch_order, load_split
 from .decoding import PIL_FUNCTION, JpegDecoder, PilDecoder, make_decoder
 from .device_stream import DeviceStreamedSplit, Share
 from .filling import FillingSplit
@@ -30,8 +31,8 @@ MAX_LISTED_SKIPS = 20
 @dataclass
 class RunData:
     splits: dict[str, CachedSplit | StreamedSplit]  # this rank's share of each split
-    cached: bool  # decoded once into memory (else streamed from disk on every pass)
-    gpu_cache: bool  # that memory is the GPU's
+    cached: bool  # decoded once (else streamed from the dataset on every pass)
+    gpu_cache: bool  # into the GPU's memory
     decoder: dict[str, Any]  # what decoded the images (the manifest's input.decoder)
     skipped: dict[str, int]  # unreadable images per split, all ranks (once settled)
     has_val: bool  # any rank has validation images (else the last epoch is kept)
@@ -40,6 +41,9 @@ class RunData:
     settled: bool = False  # every split decoded, the skips said (see `settle`)
     cpu_decoder: PilDecoder | None = None  # the streamed path's decoding processes, if any
     share: Share | None = None  # the streamed path's CPU part of each batch (on CUDA)
+    place: str | None = None  # where the cache is: "gpu", "host" or "disk" (None: streamed)
+    work_dir: Path | None = None  # the job's scratch folder (the disk cache's files)
+    rank: int = 0
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -61,15 +65,19 @@ class RunData:
         dist, threads = ctx.dist, ctx.threads
         per_image = 3 * image_size ** 2
         shards = {name: dist.shard(list(getattr(ctx.req.splits, name))) for name in SPLITS}
-        mine = sum(len(s) for s in shards.values()) * per_image
+        # the largest rank's share decides, so that every rank decides alike
+        mine = int(dist.max(torch.tensor(sum(len(s) for s in shards.values()) * per_image)))
         cached = mine * dist.local_world <= cache_bytes
+        files = None if cached else _disk_files(ctx, shards, image_size, mine)
+        cached = cached or files is not None
         workers = 0 if cached else max(1, min(8, threads - (0 if ctx.cuda else 1)))
         if workers and not ctx.cuda:  # loader processes and intra-op threads share the cores
             torch.set_num_threads(max(1, threads - workers))
         # the cache lives in GPU memory when it takes under a quarter of what is free (the
         # model and activations need the rest); decided before the decode, so that nvJPEG's
         # output stays there
-        gpu_cache = cached and ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4
+        gpu_cache = (cached and files is None and ctx.cuda
+                     and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4)
         fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         cpu_decoder, share = None, None
@@ -91,38 +99,45 @@ class RunData:
             decoder = make_decoder(ctx.device, image_size, threads, keep_on_device=gpu_cache)
             try:
                 splits = {name: load_split(items, image_size, threads, cached, workers,
-                                           pin=ctx.cuda, decoder=decoder, locate=locate)
+                                           pin=ctx.cuda, decoder=decoder, locate=locate,
+                                           storage=_storage(files, name))
                           for name, items in shards.items() if not (fill and name == "train")}
                 if fill:  # the decoder is now the filling thread's, which closes it
                     ctx.timings["decode_val_test_seconds"] = round(time.monotonic() - t0, 3)
                     splits["train"] = FillingSplit(
                         shards["train"], decoder, locate, image_size,
                         epoch_order(len(shards["train"]), ctx.cfg.seed, 1),
-                        ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda)
+                        ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda,
+                        storage=_storage(files, "train"))
                     splits = {name: splits[name] for name in SPLITS}
             except BaseException:
                 decoder.close()
                 raise
             if not fill:
                 decoder.close()
-            described = {**decoder.describe(), "images": {}, "overlapped": fill}
+            described = {**decoder.describe(), "images": {}, "overlapped": fill,
+                         "cache": "gpu" if gpu_cache else "disk" if files else "host"}
             if not cached:  # decoded on every pass by the loader's processes
                 described = {"name": "pil", "function": PIL_FUNCTION,
                              "loader_processes": workers, "streamed": True}
-        if cached and ctx.cuda:  # into GPU memory (a no-op for what nvJPEG left there), or
-            for d in splits.values():  # page-locked host memory when it would not fit there
+        for d in splits.values():
+            if files is not None:
                 assert isinstance(d, CachedSplit)
-                if isinstance(d, FillingSplit):
-                    continue  # allocated where it belongs
-                if gpu_cache:
+                d.in_file = True
+            if not (cached and ctx.cuda):
+                continue
+            assert isinstance(d, CachedSplit)
+            if gpu_cache:  # into GPU memory (a no-op for what nvJPEG left there, and for a
+                if not isinstance(d, FillingSplit):  # cache filling there)
                     d.to(ctx.device)
-                else:
-                    d.pin()
+            else:  # host memory (page-locked) or the disk's mapping, fed by a thread
+                d.feed(ctx.device)
         data = cls(splits, cached, gpu_cache, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
-                   started=t0, cpu_decoder=cpu_decoder,
-                   share=share)
+                   started=t0, cpu_decoder=cpu_decoder, share=share,
+                   place=("gpu" if gpu_cache else "disk" if files else "host") if cached else None,
+                   work_dir=ctx.req.work_dir, rank=dist.rank)
         if not fill:
             data.settle(ctx)
         return data
@@ -161,6 +176,44 @@ class RunData:
                 d.close()
         if self.cpu_decoder is not None:  # the streamed path's decoding processes
             self.cpu_decoder.close()
+        if self.place == "disk" and self.work_dir is not None:
+            disk_cache.remove(self.work_dir, self.rank)
+
+
+def _disk_files(ctx: RunContext, shards: dict[str, list[Any]], size: int,
+                mine: int) -> dict[str, torch.Tensor] | None:
+    """Over the memory budget: each split's cache file on the scratch disk (disk_cache.py), if
+    every rank's fit its disk budget and could be allocated; None (streamed) otherwise."""
+    dist, work_dir = ctx.dist, ctx.req.work_dir
+    budget = int(dist.min(torch.tensor(disk_cache.disk_budget(work_dir))))
+    files: dict[str, torch.Tensor] | None = None
+    if mine * dist.local_world <= budget:
+        try:
+            files = {name: disk_cache.file_tensor(
+                disk_cache.cache_path(work_dir, name, dist.rank), (len(items), 3, size, size))
+                for name, items in shards.items()}
+        except OSError as exc:
+            disk_cache.remove(work_dir, dist.rank)
+            ctx.say(f"the decoded cache ({mine / 2**30:.1f} GiB) could not be allocated on "
+                    f"the scratch disk ({exc.strerror or exc}): the images are streamed")
+    if not int(dist.min(torch.tensor(int(files is not None)))):  # alike on every rank
+        if files is not None:
+            files = None
+            disk_cache.remove(work_dir, dist.rank)
+        return None
+    return files
+
+
+def _storage(files: dict[str, torch.Tensor] | None, name: str) -> Storage | None:
+    """The allocation of split `name`'s cache in its file (None: memory)."""
+    if files is None:
+        return None
+    tensor = files[name]
+
+    def storage(shape: tuple[int, ...]) -> torch.Tensor:
+        assert tuple(tensor.shape) == tuple(shape), (tensor.shape, shape)
+        return tensor
+    return storage
 
 
 def checked_skips(ctx: RunContext, splits: dict[str, CachedSplit | StreamedSplit]
