@@ -10,8 +10,8 @@
 # without $OUT).
 # Then bench/job_start.py under `serve` (with .whl/serve/: job_start_gpu.md). Extra arguments
 # go to trainer_bench.py (e.g. --sections job,efficiency; --streamed: the job again over the
-# memory budget, decoded per batch by nvJPEG and the CPU's processes; --streamed 0,auto: at
-# each of those CPU shares).
+# memory budget, with the decoded cache on the scratch disk (disk) and streamed, decoded per
+# batch by nvJPEG and the CPU's processes (auto); --streamed disk,0,auto: each of those).
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl
@@ -24,6 +24,7 @@ nproc
 # of PIL, with its fallback; the batch probe's step
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/unit/test_decoding.py tests/unit/test_batching.py \
   tests/unit/test_device_stream.py tests/unit/test_sources.py tests/trainers/test_overlap.py \
+  tests/trainers/test_disk_cache.py \
   2>&1 | tee "$out/gpu_tests.log" || true
 if [ "${FULL:-0}" = 1 ]; then
   # with FULL=1 (measured in the sixth session, bench/results/trainer_gpu.md): where a fresh

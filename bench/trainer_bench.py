@@ -442,10 +442,12 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         fixed.append({"batch": b, "steady": statistics.median(frates[1:] or frates),
                       "epoch_rates": frates, "command_seconds": fcommand, "limit": limits[b],
                       "test_accuracy": fm["metrics"].get("test_accuracy")})
-    stream: list[dict[str, Any]] = []  # the same job over the memory budget, streamed, at
-    for share in streamed:  # each CPU share of the batches ("auto": balanced)
-        env = {"TRAINING_AGENT_CACHE_GB": "0"}
-        if share != "auto":
+    stream: list[dict[str, Any]] = []  # the same job over the memory budget: "disk", the
+    for share in streamed:  # cache on the scratch disk; else streamed (no disk budget) at
+        env = {"TRAINING_AGENT_CACHE_GB": "0"}  # each CPU share ("auto": balanced)
+        if share != "disk":
+            env["TRAINING_AGENT_DISK_CACHE_GB"] = "0"
+        if share not in ("auto", "disk"):
             env["TRAINING_AGENT_STREAM_CPU_SHARE"] = share
         try:
             sm, scommand = one_job(home, zip_path, config, f"streamed-{share}", env)
@@ -457,6 +459,7 @@ def bench_job(work: Path, device: torch.device, quick: bool,
         if sbatch not in limits:
             limits[sbatch] = measure_limit(classes, size, sbatch, device, quick)
         stream.append({"share": share, "batch": sbatch, "decoder": sm["input"]["decoder"],
+                       "cache": sm["runtime"].get("cache"),
                        "epoch_rates": srates, "steady": statistics.median(srates[1:] or srates),
                        "limit": limits[sbatch], "command_seconds": scommand,
                        "timings": sm["timings"],
@@ -567,18 +570,22 @@ def job_lines(j: dict[str, Any]) -> list[str]:
                  f"({_f(f['limit'])}) | {f['steady'] / best:.2f} | "
                  f"{f['command_seconds']:.1f} | {f.get('test_accuracy')} |" for f in j["fixed"]]
     if j.get("streamed"):
-        rows += ["", "The same job streamed (`TRAINING_AGENT_CACHE_GB=0`: over the memory "
-                 "budget, decoded on every pass), by the CPU's share of each batch "
-                 "(`TRAINING_AGENT_STREAM_CPU_SHARE`; auto: balanced):", "",
-                 "| CPU share | decoder | steady epoch img/s (all epochs) | ÷ limit | whole "
+        rows += ["", "The same job over the memory budget (`TRAINING_AGENT_CACHE_GB=0`): "
+                 "`disk`, decoded once into the cache file on the scratch disk; otherwise "
+                 "streamed (`TRAINING_AGENT_DISK_CACHE_GB=0`: decoded on every pass), by the "
+                 "CPU's share of each batch (`TRAINING_AGENT_STREAM_CPU_SHARE`; auto: balanced):",
+                 "", "| run | decoder | steady epoch img/s (all epochs) | ÷ limit | whole "
                  "command s | test acc |", "|---|---|---:|---:|---:|---:|"]
         for s in j["streamed"]:
             if "error" in s:
                 rows.append(f"| {s['share']} | failed: {s['error'][-300:]!r} | | | | |")
                 continue
             d = s["decoder"]
-            rows.append(f"| {s['share']} | {d.get('name')}, cpu_share {d.get('cpu_share')}, "
-                        f"{d.get('cpu_processes')} processes | {_f(s['steady'])} "
+            how = (f"cache on {s.get('cache')}, {d.get('name')}, overlapped "
+                   f"{d.get('overlapped')}" if s.get("cache") else
+                   f"{d.get('name')}, cpu_share {d.get('cpu_share')}, "
+                   f"{d.get('cpu_processes', d.get('loader_processes'))} processes")
+            rows.append(f"| {s['share']} | {how} | {_f(s['steady'])} "
                         f"({s['epoch_rates']}) | **{s['steady'] / s['limit']:.2f}** | "
                         f"{s['command_seconds']:.1f} | {s.get('test_accuracy')} |")
     rows += ["", f"Outside training and the decode that held it up: {j['outside']:.1f} s of "
@@ -647,9 +654,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: cpu, cuda (cuda only where a GPU is present)")
     parser.add_argument("--fixed-batches", default="",
                         help="the whole job again at these fixed batches, e.g. 128,256,512")
-    parser.add_argument("--streamed", nargs="?", const="auto", default="",
-                        help="the whole job again over the memory budget (streamed), at "
-                             "these CPU shares of each batch, e.g. 0,auto (default auto)")
+    parser.add_argument("--streamed", nargs="?", const="disk,auto", default="",
+                        help="the whole job again over the memory budget: 'disk' (the "
+                             "cache on the scratch disk), or streamed at these CPU shares of "
+                             "each batch, e.g. disk,0,auto (default disk,auto)")
     args = parser.parse_args(argv)
     torch.set_num_threads(cpu_count())
     os.environ.setdefault("TRAINING_AGENT_PLUGINS", "torchvision")
