@@ -61,7 +61,8 @@ def keep_final_weights(run):
 def build_service():
     return TrainingService(
         repo=SqliteMetadataRepo(HOME / "meta.db"), blobs=LocalBlobStore(),
-        trainer=PyTorchTrainer(threads=1, on_ready=keep_final_weights),
+        trainer=PyTorchTrainer(threads=1, on_ready=keep_final_weights,
+                               cache_bytes=int(os.environ.get("DDP_CACHE_BYTES", 1 << 30))),
         notifier=FlushRecorder(),
         model_store_url=(HOME / "store").as_uri(), work_root=HOME / "work")
 '''
@@ -115,7 +116,10 @@ def test_rank_0_beats_while_it_runs_and_flushes_the_notifier(tmp_path, monkeypat
     assert notifier.flushes == [(NOTIFY_FLUSH_SECONDS, 1)] and sent[0].ok is not fails
 
 
-def test_two_gloo_ranks_train_one_model(tmp_path):
+@pytest.mark.parametrize("cache", ["host", "disk"])
+def test_two_gloo_ranks_train_one_model(tmp_path, cache):
+    """With "disk", the cache is over the memory budget: each rank's share in a file of its
+    own on the scratch disk, the same decision on both ranks."""
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "ddp_factory.py").write_text(textwrap.dedent(FACTORY))
@@ -124,6 +128,7 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     config = {"pretrained": False, "epochs": 2, "batch_size": 16, "image_size": 32}
 
     env = {**os.environ, "DDP_TEST_HOME": str(home), "OMP_NUM_THREADS": "1",
+           "DDP_CACHE_BYTES": "0" if cache == "disk" else str(1 << 30),
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-m", "training_agent.entrypoints.distributed", project.id,
@@ -153,7 +158,8 @@ def test_two_gloo_ranks_train_one_model(tmp_path):
     uploaded = torch.load(uploads[0] / "model.pth", weights_only=True)
     assert all(torch.equal(rank0[k], uploaded[k]) for k in rank0)
     manifest = json.loads((uploads[0] / "manifest.json").read_text())
-    assert manifest["runtime"]["world_size"] == 2
+    assert manifest["runtime"]["world_size"] == 2 and manifest["runtime"]["cache"] == cache
+    assert not list((home / "work").rglob("*.u8"))  # the disk cache's files are gone
     assert manifest["dataset"]["counts"] == {"train": 36, "val": 12, "test": 12}
     assert manifest["metrics"]["test_accuracy"] == models[0].accuracy
     # the follower trained on rank 0's extracted dataset: no download, extraction or

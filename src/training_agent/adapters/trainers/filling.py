@@ -71,6 +71,7 @@ class FillingSplit(CachedSplit):
         self.seconds = 0.0  # the decode's wall time, once it has ended
         self.waited = 0.0  # what batches spent waiting for it
         self.settled = False
+        self.feed_to: torch.device | None = None  # see `feed`
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, args=(items, decoder, locate),

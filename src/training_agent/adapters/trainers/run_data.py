@@ -78,6 +78,7 @@ class RunData:
         # output stays there
         gpu_cache = (cached and files is None and ctx.cuda
                      and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4)
+        place = ("gpu" if gpu_cache else "host" if files is None else "disk") if cached else None
         fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         cpu_decoder, share = None, None
@@ -112,34 +113,29 @@ class RunData:
                     splits = {name: splits[name] for name in SPLITS}
             except BaseException:
                 decoder.close()
+                if files is not None:
+                    disk_cache.remove(ctx.req.work_dir, dist.rank)
                 raise
             if not fill:
                 decoder.close()
             described = {**decoder.describe(), "images": {}, "overlapped": fill,
-                         "cache": "gpu" if gpu_cache else "disk" if files else "host"}
+                         "cache": place}
             if not cached:  # decoded on every pass by the loader's processes
                 described = {"name": "pil", "function": PIL_FUNCTION,
                              "loader_processes": workers, "streamed": True}
-        for d in splits.values():
-            if files is not None:
-                assert isinstance(d, CachedSplit)
-                d.in_file = True
-            if not (cached and ctx.cuda):
-                continue
-            assert isinstance(d, CachedSplit)
-            if gpu_cache:  # into GPU memory (a no-op for what nvJPEG left there, and for a
-                if not isinstance(d, FillingSplit):  # cache filling there)
-                    d.to(ctx.device)
-            else:  # host memory (page-locked) or the disk's mapping, fed by a thread
-                d.feed(ctx.device)
+        if cached:
+            _place(splits, place, ctx.device)
         data = cls(splits, cached, gpu_cache, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
                    started=t0, cpu_decoder=cpu_decoder, share=share,
-                   place=("gpu" if gpu_cache else "disk" if files else "host") if cached else None,
-                   work_dir=ctx.req.work_dir, rank=dist.rank)
+                   place=place, work_dir=ctx.req.work_dir, rank=dist.rank)
         if not fill:
-            data.settle(ctx)
+            try:
+                data.settle(ctx)
+            except BaseException:  # e.g. a class left with no readable image
+                data.close()
+                raise
         return data
 
     def described(self) -> dict[str, Any]:
@@ -178,6 +174,20 @@ class RunData:
             self.cpu_decoder.close()
         if self.place == "disk" and self.work_dir is not None:
             disk_cache.remove(self.work_dir, self.rank)
+
+
+def _place(splits: dict[str, CachedSplit | StreamedSplit], place: str | None,
+           device: torch.device) -> None:
+    """Decoded caches where they train from: into GPU memory (a no-op for what nvJPEG left
+    there, and for a cache filling there); on CUDA from host memory (page-locked) or the
+    disk's mapping, fed by a thread (host_feed.py)."""
+    for d in splits.values():
+        assert isinstance(d, CachedSplit)
+        d.in_file = place == "disk"
+        if place == "gpu" and not isinstance(d, FillingSplit):
+            d.to(device)
+        elif place in ("host", "disk") and device.type == "cuda":
+            d.feed(device)
 
 
 def _disk_files(ctx: RunContext, shards: dict[str, list[Any]], size: int,
