@@ -265,8 +265,8 @@ def bench_efficiency(work: Path, device: torch.device, quick: bool) -> dict[str,
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t - (sum(limit) - bare_before)
-            epoch_rates.append(out[1] / seconds)
-            epoch_totals[0] += out[1]
+            epoch_rates.append(out[2] / seconds)  # (loss, accuracy, images, timed out)
+            epoch_totals[0] += out[2]
             epoch_totals[1] += seconds
             return out
 
