@@ -21,7 +21,6 @@ take as long (`Share`). The batch keeps its order: the processes' rows first, as
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 
 from .data import Locate, StreamedSplit
 from .decoding import JpegDecoder, PilDecoder
+from .host_feed import run_ahead
 from .sources import on_disk
 
 AHEAD = 3  # batches decoded ahead of the one training
@@ -74,31 +74,10 @@ class DeviceStreamedSplit(StreamedSplit):
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cuda = self.device.type == "cuda"
         side = torch.cuda.Stream(self.device) if cuda else None
-        todo = iter(chunks)
-        pending: deque[Future[tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]]] = \
-            deque()
         with ThreadPoolExecutor(1, thread_name_prefix="device-stream") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="device-stream-cpu") as helper:
-            def submit() -> None:
-                idx = next(todo, None)
-                if idx is not None:
-                    pending.append(pool.submit(self._decode, idx.cpu(), side, helper))
-
-            try:
-                for _ in range(AHEAD):
-                    submit()
-                while pending:
-                    images, labels, done = pending.popleft().result()
-                    submit()
-                    if done is not None:  # the training stream waits for this batch only
-                        current = torch.cuda.current_stream(self.device)
-                        current.wait_event(done)
-                        images.record_stream(current)
-                        labels.record_stream(current)
-                    yield images, labels
-            finally:
-                for future in pending:
-                    future.cancel()
+            yield from run_ahead(pool, lambda idx: self._decode(idx.cpu(), side, helper),
+                                 chunks, AHEAD, self.device)
 
     def _decode(self, idx: torch.Tensor, side: torch.cuda.Stream | None,
                 helper: ThreadPoolExecutor

@@ -16,8 +16,9 @@ batch, since the consumer may keep it), which is what the tests run."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import torch
 
@@ -68,7 +69,8 @@ def feed(images: torch.Tensor, labels: torch.Tensor, chunks: Sequence[torch.Tens
     ring = (_Ring(ahead + 1, width, images.shape[1:], device)
             if device.type == "cuda" and width else None)
 
-    def gather(k: int, idx: torch.Tensor) -> Fed:
+    def gather(job: tuple[int, torch.Tensor]) -> Fed:
+        k, idx = job
         rows = prepare(idx.cpu())
         y = labels[rows]
         if ring is None:
@@ -77,29 +79,38 @@ def feed(images: torch.Tensor, labels: torch.Tensor, chunks: Sequence[torch.Tens
         torch.index_select(images, 0, rows, out=x)
         return ring.send(k, x, y)
 
-    todo = iter(enumerate(chunks))
-    pending: deque[Future[Fed]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="host-feed") as pool:
-        def submit() -> None:
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(gather, *nxt))
-
-        try:
-            for _ in range(ahead):
-                submit()
-            while pending:
-                x, y, done = pending.popleft().result()
-                submit()
-                if done is not None:  # the training stream waits for this batch's copy only
-                    current = torch.cuda.current_stream(device)
-                    current.wait_event(done)
-                    x.record_stream(current)
-                    y.record_stream(current)
-                yield x, y
-        finally:
-            for future in pending:
-                future.cancel()
+        yield from run_ahead(pool, gather, enumerate(chunks), ahead, device)
 
 
-__all__ = ["AHEAD", "feed"]
+def run_ahead(pool: ThreadPoolExecutor, work: Callable[[Any], Fed], jobs: Iterable[Any],
+              ahead: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`work(job)` for each job on `pool`, `ahead` at a time, yielded in order; a result
+    with an event (made on a CUDA stream of the work's own) is waited for by the current
+    stream only, and its tensors are marked as used there. Work not begun when the consumer
+    stops is cancelled."""
+    todo = iter(jobs)
+    pending: deque[Future[Fed]] = deque()
+
+    def submit() -> None:
+        nxt = next(todo, None)
+        if nxt is not None:
+            pending.append(pool.submit(work, nxt))
+
+    try:
+        for _ in range(ahead):
+            submit()
+        while pending:
+            x, y, done = pending.popleft().result()
+            submit()
+            if done is not None:  # the training stream waits for this batch only
+                current = torch.cuda.current_stream(device)
+                current.wait_event(done)
+                x.record_stream(current)
+                y.record_stream(current)
+            yield x, y
+    finally:
+        for future in pending:
+            future.cancel()
+
+__all__ = ["AHEAD", "feed", "run_ahead"]
