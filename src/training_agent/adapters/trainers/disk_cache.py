@@ -10,7 +10,8 @@ against the budget) and the disk serves the rest. On the 2-core CPU here a gathe
 
 The file is allocated whole before it is written (`posix_fallocate`): a disk that cannot hold
 it fails the allocation with a clear error instead of killing the process when a write into
-the mapping finds no space (SIGBUS). It lives in the job's scratch folder and is removed when
+the mapping finds no space (SIGBUS). (Where the call does not exist, macOS, the file is sized
+sparse, and only the disk budget, half the free space by default, stands between it and that.) It lives in the job's scratch folder and is removed when
 the run ends (`remove`); the scratch folder goes with the job either way."""
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def file_tensor(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
         n *= d
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        if n:
+        if n and hasattr(os, "posix_fallocate"):
             os.posix_fallocate(fd, 0, n)
+        elif n:  # macOS has no posix_fallocate: a sparse file (the budget checked the space)
+            os.ftruncate(fd, n)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
