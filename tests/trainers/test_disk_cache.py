@@ -78,6 +78,10 @@ def test_over_the_memory_budget_the_cache_is_a_file_and_trains_the_same_model(
     assert sink.files == {"train-rank0.u8": 36 * 3072, "val-rank0.u8": 12 * 3072,
                           "test-rank0.u8": 12 * 3072}
     assert not (request.work_dir / disk_cache.FOLDER).exists()  # and gone after
+    [said] = [s for s in sink.messages if "memory budget" in s]
+    assert said == ("the decoded images (0.2 MiB) are over the memory budget (0.0 MiB, "
+                    "TRAINING_AGENT_CACHE_GB): they are decoded once into a file on the "
+                    "scratch disk and read from there on every pass")
     # every image decoded once, not once an epoch
     assert sum(decoded) == 36 + 12 + 12
     m = manifest_of(on_disk)
@@ -96,6 +100,9 @@ def test_with_no_disk_budget_the_images_are_streamed(tmp_path, tiny_splits, disk
     m = manifest_of(PyTorchTrainer(cache_bytes=0, threads=1).train(request, sink))
     assert m["runtime"]["cache"] is None and m["runtime"]["cached"] is False
     assert m["input"]["decoder"]["streamed"] is True and sink.files == {}
+    [said] = [s for s in sink.messages if "memory budget" in s]
+    assert "the scratch disk's (0.0 MiB, TRAINING_AGENT_DISK_CACHE_GB)" in said
+    assert said.endswith("decoded again on every pass (streamed), which is slower")
 
 
 def test_a_disk_that_cannot_hold_the_cache_streams_and_says_so(tmp_path, tiny_splits,

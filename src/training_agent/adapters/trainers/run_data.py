@@ -68,7 +68,7 @@ class RunData:
         # the largest rank's share decides, so that every rank decides alike
         mine = int(dist.max(torch.tensor(sum(len(s) for s in shards.values()) * per_image)))
         cached = mine * dist.local_world <= cache_bytes
-        files = None if cached else _disk_files(ctx, shards, image_size, mine)
+        files = None if cached else _disk_files(ctx, shards, image_size, mine, cache_bytes)
         cached = cached or files is not None
         workers = 0 if cached else max(1, min(8, threads - (0 if ctx.cuda else 1)))
         if workers and not ctx.cuda:  # loader processes and intra-op threads share the cores
@@ -190,28 +190,42 @@ def _place(splits: dict[str, CachedSplit | StreamedSplit], place: str | None,
             d.feed(device)
 
 
-def _disk_files(ctx: RunContext, shards: dict[str, list[Any]], size: int,
-                mine: int) -> dict[str, torch.Tensor] | None:
+def _disk_files(ctx: RunContext, shards: dict[str, list[Any]], size: int, mine: int,
+                cache_bytes: int) -> dict[str, torch.Tensor] | None:
     """Over the memory budget: each split's cache file on the scratch disk (disk_cache.py), if
-    every rank's fit its disk budget and could be allocated; None (streamed) otherwise."""
+    every rank's fit its disk budget and could be allocated; None (streamed) otherwise. The
+    job's log says which, and why."""
     dist, work_dir = ctx.dist, ctx.req.work_dir
     budget = int(dist.min(torch.tensor(disk_cache.disk_budget(work_dir))))
+    need = mine * dist.local_world
+    over = (f"the decoded images ({_size(need)}) are over the memory budget "
+            f"({_size(cache_bytes)}, TRAINING_AGENT_CACHE_GB)")
     files: dict[str, torch.Tensor] | None = None
-    if mine * dist.local_world <= budget:
+    if need <= budget:
         try:
             files = {name: disk_cache.file_tensor(
                 disk_cache.cache_path(work_dir, name, dist.rank), (len(items), 3, size, size))
                 for name, items in shards.items()}
         except OSError as exc:
             disk_cache.remove(work_dir, dist.rank)
-            ctx.say(f"the decoded cache ({mine / 2**30:.1f} GiB) could not be allocated on "
-                    f"the scratch disk ({exc.strerror or exc}): the images are streamed")
+            ctx.say(f"the decoded cache ({_size(need)}) could not be allocated on the scratch "
+                    f"disk ({exc.strerror or exc}): the images are streamed")
+    else:
+        ctx.say(f"{over} and the scratch disk's ({_size(budget)}, "
+                "TRAINING_AGENT_DISK_CACHE_GB): they are decoded again on every pass "
+                "(streamed), which is slower")
     if not int(dist.min(torch.tensor(int(files is not None)))):  # alike on every rank
         if files is not None:
             files = None
             disk_cache.remove(work_dir, dist.rank)
         return None
+    ctx.say(f"{over}: they are decoded once into a file on the scratch disk and read from "
+            "there on every pass")
     return files
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _storage(files: dict[str, torch.Tensor] | None, name: str) -> Storage | None:
