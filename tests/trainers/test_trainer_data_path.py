@@ -110,3 +110,29 @@ def test_the_dataset_check_runs_while_training_and_never_holds_an_epoch_back(
     assert kinds.count("summary") == 1
     assert kinds.index("step") < kinds.index("end") < kinds.index("summary")
     assert manifest_of(result)["timings"]["dataset_check_seconds"] >= 0.2
+
+
+def test_validation_and_test_go_through_the_final_model_once_for_metrics_and_report(
+        tmp_path, tiny_splits, monkeypatch):
+    """The evaluation's pass over validation and test (the metrics) gives the result
+    analysis its predictions too: after training, each split goes through the handed-back
+    model once, and the report's per-class figures are the metrics' own."""
+    from training_agent.adapters.trainers import analysis, results
+
+    passes: list[int] = []  # the number of images of each split passed through the model
+    real = analysis.predict
+
+    def counting(model, split, *args):  # type: ignore[no-untyped-def]
+        passes.append(len(split))
+        return real(model, split, *args)
+
+    monkeypatch.setattr(analysis, "predict", counting)
+    monkeypatch.setattr(results, "predict", counting)
+    result = PyTorchTrainer(threads=2).train(
+        make_request(tmp_path, tiny_splits, epochs=1), Recorder())
+    counts = manifest_of(result)["dataset"]["counts"]  # train 36, val 12, test 12
+    assert sorted(passes) in ([counts["val"], counts["test"]],  # a weak model: no label check
+                              sorted([counts["val"], counts["test"], counts["train"]]))
+    assert passes[:2] == [counts["val"], counts["test"]]  # val and test first, once each
+    report = json.loads(result.artifacts["report.json"].read_text())
+    assert report["per_class"] == result.metrics["per_class"]

@@ -253,9 +253,11 @@ def examples(pairs: list[dict[str, Any]], pred: Predictions, split: CachedSplit 
 def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSplit],
             prepare: Callable[..., Any], batch_size: int, device: torch.device, autocast: Any,
             names: list[str], metrics: dict[str, Any], root: Path,
-            dataset_report: dict[str, Any] | None) -> dict[str, Any]:
+            dataset_report: dict[str, Any] | None,
+            known: Mapping[str, Predictions] | None = None) -> dict[str, Any]:
     """The result analysis (`report.json`'s body) and `findings`, the compact object the
-    status views carry and the summary is written from."""
+    status views carry and the summary is written from. `known`: splits already predicted
+    by the same model (the evaluation's pass over validation and test), not run again."""
     t0 = time.monotonic()
     parts: dict[str, float] = {}
     cm = metrics["confusion_matrix"]
@@ -265,7 +267,9 @@ def analyse(model: torch.nn.Module, data: Mapping[str, CachedSplit | StreamedSpl
     # the label check needs every split; without it (withheld) the result split's examples
     # are all that is left to predict: the training set's forward pass is saved
     wanted = [split] if level in UNRELIABLE else list(data)
-    preds = {s: predict(model, data[s], prepare, batch_size, device, autocast)
+    known = known or {}
+    preds = {s: known[s] if s in known else predict(model, data[s], prepare, batch_size,
+                                                    device, autocast)
              for s in wanted if s in data and len(data[s])}
     parts["predict"] = time.monotonic() - t0
     pairs = confused_pairs(cm["matrix"], names)

@@ -82,8 +82,10 @@ class Reports:
         self.ctx.timings["dataset_check_seconds"] = seconds
         self.ctx.say(report["summary"])
 
-    def analyse(self, learner: Learner, metrics: dict[str, Any]) -> None:
-        """report.json's analysis of the handed-back model; adds `findings` to `metrics`."""
+    def analyse(self, learner: Learner, metrics: dict[str, Any],
+                known: dict[str, analysis.Predictions] | None = None) -> None:
+        """report.json's analysis of the handed-back model; adds `findings` to `metrics`.
+        `known`: the evaluation's predictions of validation and test (not run again)."""
         ctx = self.ctx
         if not ctx.dist.primary:
             return
@@ -91,7 +93,8 @@ class Reports:
         self.analysis = analysis.analyse(
             learner.eval_model, dict(self.data.items()), learner.transform.eval,
             learner.batch.per_rank * 2, ctx.device, learner.autocast,
-            ctx.req.splits.class_names, metrics, ctx.req.splits.root, self.dataset_report)
+            ctx.req.splits.class_names, metrics, ctx.req.splits.root, self.dataset_report,
+            known)
         metrics["findings"] = self.analysis["findings"]
         ctx.timings["analysis_seconds"] = round(time.monotonic() - t0, 3)
 

@@ -14,6 +14,7 @@ from training_agent.domain.ports import TrainResult
 from training_agent.domain.verdict import judge
 
 from . import artifacts
+from .analysis import Predictions, predict
 from .epoch_loop import EpochLoop
 from .evaluation import accuracy, per_class
 from .reporting import Reports
@@ -28,13 +29,14 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     reports.finish_dataset_check()  # still running, or no epoch ran
     t0 = time.monotonic()
     loop.hand_back_weights()
-    val_cm, _ = learner.confusion(ctx, data, "val")
+    preds: dict[str, Predictions] = {}
+    val_cm, preds["val"] = tested(loop, "val")
     metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm), "best_epoch": loop.best.epoch,
                                "epochs_run": len(loop.history),
                                "stop_reason": loop.plan.stop_reason}
     cm, split = val_cm, "val"
     if ctx.req.splits.test:
-        cm, _ = learner.confusion(ctx, data, "test")
+        cm, preds["test"] = tested(loop, "test")
         split = "test"
         metrics["test_accuracy"] = accuracy(cm)
     counts = {k: data.total(ctx, k) for k, _ in data.items()}
@@ -45,7 +47,7 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     metrics["confusion_matrix"] = {"split": split, "labels": names, "matrix": cm.tolist()}
     metrics["history"] = loop.history
     metrics["verdict"] = judge(metrics)
-    reports.analyse(learner, metrics)  # report.json's analysis; metrics["findings"]
+    reports.analyse(learner, metrics, preds)  # report.json's analysis; metrics["findings"]
     files = write(loop, reports, metrics, cm, split, counts)
     loop.checkpoints.clear()
     return TrainResult(
@@ -53,6 +55,23 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
         epochs_run=len(loop.history), backbone=ctx.cfg.backbone, trainer=ctx.cfg.trainer,
         class_names=names, artifacts=files,
         weights_sha256=artifacts.sha256_file(files["model.pth"]))
+
+
+def tested(loop: EpochLoop, split: str) -> tuple[torch.Tensor, Predictions]:
+    """The handed-back model on `split`: its confusion matrix over every rank, from one
+    forward pass whose predictions (probabilities, embeddings) of this rank's images the
+    result analysis reuses instead of a second pass."""
+    ctx, learner = loop.ctx, loop.learner
+    pred = predict(learner.eval_model, loop.data[split], learner.transform.eval,
+                   learner.batch.per_rank * 2, ctx.device, learner.autocast)
+    n = len(ctx.req.splits.class_names)
+    cm = torch.zeros(n * n, dtype=torch.float64)
+    if len(pred.labels):
+        labels = torch.from_numpy(pred.labels)
+        keep = labels >= 0  # a streamed image found unreadable is labelled IGNORE
+        guess = torch.from_numpy(pred.probs.argmax(1))
+        cm += torch.bincount(labels[keep] * n + guess[keep], minlength=n * n).double()
+    return ctx.dist.sum(cm).round().long().view(n, n), pred
 
 
 def write(loop: EpochLoop, reports: Reports, metrics: dict[str, Any], cm: torch.Tensor,
