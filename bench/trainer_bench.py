@@ -134,7 +134,7 @@ def bench_loader(work: Path, device: torch.device, quick: bool) -> list[dict[str
     # (disk_cache.py), memory-mapped; later passes read it through the page cache
     t0 = time.perf_counter()
     on_disk = load_split(items, 224, threads, cache=True, workers=0,
-                         storage=lambda shape: file_tensor(work / "disk-cache.u8", shape))
+                         into=file_tensor(work / "disk-cache.u8", (len(items), 3, 224, 224)))
     if device.type == "cuda":
         on_disk.feed(device)  # as the trainer does: page-locked buffers, a copy thread
     n, dt = timed_pass(on_disk.batches(chunks_of(torch.randperm(len(on_disk), generator=gen),

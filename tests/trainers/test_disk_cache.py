@@ -143,14 +143,14 @@ def test_a_filling_cache_in_a_file_drops_unreadable_rows_in_place(tmp_path):
     items = [(p, int(p.parent.name[1:])) for p in sorted((root / "train").rglob("*.*"))]
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(1))
 
-    def filled(storage):  # type: ignore[no-untyped-def]
+    def filled(into):  # type: ignore[no-untyped-def]
         split = FillingSplit(items, PilDecoder(32, 1), lambda p: p, 32, order,
-                             torch.device("cpu"), pin=False, storage=storage)
+                             torch.device("cpu"), pin=False, into=into)
         split.settle()
         return split
 
     path = tmp_path / "cache" / "train.u8"
-    on_disk = filled(lambda shape: disk_cache.file_tensor(path, shape))
+    on_disk = filled(disk_cache.file_tensor(path, (len(items), 3, 32, 32)))
     in_memory = filled(None)
     assert len(on_disk) == len(items) - 2 == len(in_memory)
     assert on_disk.paths == in_memory.paths

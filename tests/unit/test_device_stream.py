@@ -137,7 +137,7 @@ def test_the_manifest_says_where_a_balanced_share_ended():
     share = Share()
     share.update(cpu_rate=5_000, gpu_rate=15_000)
     said = {"name": "nvjpeg", "streamed": True, "cpu_share": "balanced", "cpu_processes": 15}
-    data = RunData({}, False, False, said, {}, has_val=True, smallest_shard=1, share=share)
+    data = RunData({}, None, said, {}, has_val=True, smallest_shard=1, share=share)
     assert data.described() == {**said, "cpu_share_last": round(share.value, 3)}
-    unshared = RunData({}, False, False, said, {}, has_val=True, smallest_shard=1)
+    unshared = RunData({}, None, said, {}, has_val=True, smallest_shard=1)
     assert unshared.described() == said

@@ -23,8 +23,7 @@ from .sources import Source, on_disk
 from .sources import read as read_source
 
 Locate = Callable[[Path], Source]  # an image's path -> where its bytes are (sources.source_of)
-Storage = Callable[[tuple[int, ...]], torch.Tensor]  # a shape -> uint8 tensor to decode into
-PIECE = 512  # images decoded per call into a given storage (and by filling.py)
+PIECE = 512  # images decoded per call into a tensor given (and by filling.py)
 
 IGNORE = -100  # label of an image that turned out unreadable while streaming
 
@@ -47,7 +46,8 @@ def default_cache_budget() -> int:
 
 class CachedSplit:
     """All images decoded once (by `decoder`, see decoding.py) into a uint8 tensor: in memory,
-    or with `storage` (disk_cache.py) in a tensor it allocates, filled piece by piece."""
+    or `into` one allocated in a file (N x 3 x S x S, disk_cache.file_tensor), piece by
+    piece."""
 
     cached = True
     filling = False  # see filling.FillingSplit: a cache still being decoded
@@ -55,9 +55,10 @@ class CachedSplit:
     feed_to: torch.device | None = None  # host memory fed to this GPU by a thread (host_feed)
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
-                 locate: Locate = on_disk, storage: Storage | None = None) -> None:
-        if storage is not None:
-            self._decode_into(items, decoder, locate, storage)
+                 locate: Locate = on_disk, into: torch.Tensor | None = None) -> None:
+        self.in_file = into is not None
+        if into is not None:
+            self._decode_into(items, decoder, locate, into)
             return
         decoded = decoder.decode([locate(p) for p, _ in items])
         ok = decoded.ok
@@ -68,9 +69,8 @@ class CachedSplit:
         self.decoded_by = decoded.counts  # images by decoder (nvjpeg, pil, ...)
 
     def _decode_into(self, items: Sequence[tuple[Path, int]], decoder: Decoder,
-                     locate: Locate, storage: Storage) -> None:
+                     locate: Locate, whole: torch.Tensor) -> None:
         """PIECE images at a time, the readable ones written one after another."""
-        whole = storage((len(items), 3, decoder.size, decoder.size))
         kept: list[int] = []
         self.skipped, counts = [], Counter[str]()
         for lo in range(0, len(items), PIECE):
@@ -176,16 +176,16 @@ class StreamedSplit:
 
 def load_split(items: Sequence[tuple[Path, int]], size: int, threads: int, cache: bool,
                workers: int, pin: bool = False, decoder: Decoder | None = None,
-               locate: Locate = on_disk, storage: Storage | None = None
+               locate: Locate = on_disk, into: torch.Tensor | None = None
                ) -> CachedSplit | StreamedSplit:
-    """A cached split is decoded by `decoder` (default: PIL over `threads` processes), into
-    `storage` if given; `locate` says where each image's bytes are (a file, or a member of the
-    dataset's zip)."""
+    """A cached split is decoded by `decoder` (default: PIL over `threads` processes), `into`
+    a file's tensor if given; `locate` says where each image's bytes are (a file, or a member
+    of the dataset's zip)."""
     if cache:
         if decoder is not None:
-            return CachedSplit(items, decoder, locate, storage)
+            return CachedSplit(items, decoder, locate, into)
         with PilDecoder(size, threads) as own:
-            return CachedSplit(items, own, locate, storage)
+            return CachedSplit(items, own, locate, into)
     return StreamedSplit(items, size, threads, workers, pin, locate)
 
 

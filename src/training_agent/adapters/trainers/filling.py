@@ -31,7 +31,7 @@ import torch
 from training_agent.domain.errors import DatasetInvalid
 
 from . import host_feed
-from .data import PIECE, CachedSplit, Locate, Storage, compact
+from .data import PIECE, CachedSplit, Locate, compact
 from .decoding import Decoder
 
 
@@ -51,10 +51,10 @@ class FillingSplit(CachedSplit):
 
     def __init__(self, items: Sequence[tuple[Path, int]], decoder: Decoder, locate: Locate,
                  size: int, order: torch.Tensor, device: torch.device, pin: bool,
-                 storage: Storage | None = None) -> None:
+                 into: torch.Tensor | None = None) -> None:
         n = len(items)
-        shape = (n, 3, size, size)
-        self.images = storage(shape) if storage is not None else _empty(shape, device, pin)
+        self.in_file = into is not None  # a file's tensor (disk_cache.file_tensor)
+        self.images = into if into is not None else _empty((n, 3, size, size), device, pin)
         self.labels = torch.tensor([lab for _, lab in items], dtype=torch.int64,
                                    device=device)
         self.paths = [p for p, _ in items]

@@ -18,7 +18,7 @@ from training_agent.domain.archive import SPLITS
 from training_agent.domain.errors import DatasetInvalid
 
 from . import disk_cache, environment
-from .data import CachedSplit, Storage, StreamedSplit, epoch_order, load_split
+from .data import CachedSplit, StreamedSplit, epoch_order, load_split
 from .decoding import PIL_FUNCTION, JpegDecoder, PilDecoder, make_decoder
 from .device_stream import DeviceStreamedSplit, Share
 from .filling import FillingSplit
@@ -31,8 +31,7 @@ MAX_LISTED_SKIPS = 20
 @dataclass
 class RunData:
     splits: dict[str, CachedSplit | StreamedSplit]  # this rank's share of each split
-    cached: bool  # decoded once (else streamed from the dataset on every pass)
-    gpu_cache: bool  # into the GPU's memory
+    place: str | None  # where the decoded cache is: "gpu", "host", "disk"; None: streamed
     decoder: dict[str, Any]  # what decoded the images (the manifest's input.decoder)
     skipped: dict[str, int]  # unreadable images per split, all ranks (once settled)
     has_val: bool  # any rank has validation images (else the last epoch is kept)
@@ -41,9 +40,17 @@ class RunData:
     settled: bool = False  # every split decoded, the skips said (see `settle`)
     cpu_decoder: PilDecoder | None = None  # the streamed path's decoding processes, if any
     share: Share | None = None  # the streamed path's CPU part of each batch (on CUDA)
-    place: str | None = None  # where the cache is: "gpu", "host" or "disk" (None: streamed)
     work_dir: Path | None = None  # the job's scratch folder (the disk cache's files)
     rank: int = 0
+
+    @property
+    def cached(self) -> bool:
+        """Decoded once (else streamed from the dataset on every pass)."""
+        return self.place is not None
+
+    @property
+    def gpu_cache(self) -> bool:
+        return self.place == "gpu"
 
     def __getitem__(self, split: str) -> CachedSplit | StreamedSplit:
         return self.splits[split]
@@ -63,22 +70,12 @@ class RunData:
         (on the CPU the fill's processes would take the training's cores)."""
         t0 = time.monotonic()
         dist, threads = ctx.dist, ctx.threads
-        per_image = 3 * image_size ** 2
         shards = {name: dist.shard(list(getattr(ctx.req.splits, name))) for name in SPLITS}
-        # the largest rank's share decides, so that every rank decides alike
-        mine = int(dist.max(torch.tensor(sum(len(s) for s in shards.values()) * per_image)))
-        cached = mine * dist.local_world <= cache_bytes
-        files = None if cached else _disk_files(ctx, shards, image_size, mine, cache_bytes)
-        cached = cached or files is not None
+        place, files = _where(ctx, shards, image_size, cache_bytes)
+        cached, gpu_cache = place is not None, place == "gpu"
         workers = 0 if cached else max(1, min(8, threads - (0 if ctx.cuda else 1)))
         if workers and not ctx.cuda:  # loader processes and intra-op threads share the cores
             torch.set_num_threads(max(1, threads - workers))
-        # the cache lives in GPU memory when it takes under a quarter of what is free (the
-        # model and activations need the rest); decided before the decode, so that nvJPEG's
-        # output stays there
-        gpu_cache = (cached and files is None and ctx.cuda
-                     and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4)
-        place = ("gpu" if gpu_cache else "host" if files is None else "disk") if cached else None
         fill = cached and (ctx.cuda if overlap is None else overlap)  # alike on every rank
         locate = source_of(ctx.req.splits)  # a member of the zip, read in place
         cpu_decoder, share = None, None
@@ -101,7 +98,7 @@ class RunData:
             try:
                 splits = {name: load_split(items, image_size, threads, cached, workers,
                                            pin=ctx.cuda, decoder=decoder, locate=locate,
-                                           storage=_storage(files, name))
+                                           into=files[name] if files else None)
                           for name, items in shards.items() if not (fill and name == "train")}
                 if fill:  # the decoder is now the filling thread's, which closes it
                     ctx.timings["decode_val_test_seconds"] = round(time.monotonic() - t0, 3)
@@ -109,7 +106,7 @@ class RunData:
                         shards["train"], decoder, locate, image_size,
                         epoch_order(len(shards["train"]), ctx.cfg.seed, 1),
                         ctx.device if gpu_cache else torch.device("cpu"), pin=ctx.cuda,
-                        storage=_storage(files, "train"))
+                        into=files["train"] if files else None)
                     splits = {name: splits[name] for name in SPLITS}
             except BaseException:
                 decoder.close()
@@ -125,11 +122,11 @@ class RunData:
                              "loader_processes": workers, "streamed": True}
         if cached:
             _place(splits, place, ctx.device)
-        data = cls(splits, cached, gpu_cache, described, {},
+        data = cls(splits, place, described, {},
                    has_val=int(dist.sum(torch.tensor(len(splits["val"])))) > 0,
                    smallest_shard=int(dist.min(torch.tensor(len(splits["train"])))),
                    started=t0, cpu_decoder=cpu_decoder, share=share,
-                   place=place, work_dir=ctx.req.work_dir, rank=dist.rank)
+                   work_dir=ctx.req.work_dir, rank=dist.rank)
         if not fill:
             try:
                 data.settle(ctx)
@@ -176,6 +173,22 @@ class RunData:
             disk_cache.remove(self.work_dir, self.rank)
 
 
+def _where(ctx: RunContext, shards: dict[str, list[Any]], size: int, cache_bytes: int
+           ) -> tuple[str | None, dict[str, torch.Tensor] | None]:
+    """Where the decoded images go ("gpu", "host", "disk"; None: streamed), with the disk
+    cache's files. Every rank decides alike: the largest rank's share decides. The cache lives
+    in GPU memory when it takes under a quarter of what is free (the model and activations need
+    the rest); decided before the decode, so that nvJPEG's output stays there."""
+    dist = ctx.dist
+    mine = int(dist.max(torch.tensor(sum(len(s) for s in shards.values()) * 3 * size ** 2)))
+    if mine * dist.local_world > cache_bytes:
+        files = _disk_files(ctx, shards, size, mine, cache_bytes)
+        return ("disk" if files is not None else None), files
+    if ctx.cuda and mine < torch.cuda.mem_get_info(ctx.device)[0] // 4:
+        return "gpu", None
+    return "host", None
+
+
 def _place(splits: dict[str, CachedSplit | StreamedSplit], place: str | None,
            device: torch.device) -> None:
     """Decoded caches where they train from: into GPU memory (a no-op for what nvJPEG left
@@ -183,7 +196,6 @@ def _place(splits: dict[str, CachedSplit | StreamedSplit], place: str | None,
     disk's mapping, fed by a thread (host_feed.py)."""
     for d in splits.values():
         assert isinstance(d, CachedSplit)
-        d.in_file = place == "disk"
         if place == "gpu" and not isinstance(d, FillingSplit):
             d.to(device)
         elif place in ("host", "disk") and device.type == "cuda":
@@ -226,18 +238,6 @@ def _disk_files(ctx: RunContext, shards: dict[str, list[Any]], size: int, mine: 
 
 def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def _storage(files: dict[str, torch.Tensor] | None, name: str) -> Storage | None:
-    """The allocation of split `name`'s cache in its file (None: memory)."""
-    if files is None:
-        return None
-    tensor = files[name]
-
-    def storage(shape: tuple[int, ...]) -> torch.Tensor:
-        assert tuple(tensor.shape) == tuple(shape), (tensor.shape, shape)
-        return tensor
-    return storage
 
 
 def checked_skips(ctx: RunContext, splits: dict[str, CachedSplit | StreamedSplit]
