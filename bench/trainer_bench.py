@@ -616,9 +616,11 @@ def job_lines(j: dict[str, Any]) -> list[str]:
             rows.append(f"| {s['share']} | {how} | {_f(s['steady'])} "
                         f"({s['epoch_rates']}) | **{s['steady'] / s['limit']:.2f}** | "
                         f"{s['command_seconds']:.1f} | {s.get('test_accuracy')} |")
+    inside = (f" Inside training ({t['train_seconds']:.1f} s), besides its steps "
+              f"({t['steps_seconds']:.1f} s): validation {t['validation_seconds']:.1f} s, the "
+              f"epochs' ends {t['epoch_end_seconds']:.1f} s." if "steps_seconds" in t else "")
     rows += ["", f"Outside training and the decode that held it up: {j['outside']:.1f} s of "
-             "the command. The "
-             f"manifest's timings (s): {timing}.", ""]
+             f"the command.{inside} The manifest's timings (s): {timing}.", ""]
     return rows
 
 

@@ -31,6 +31,10 @@ def test_defaults_on_cpu_batch_32_and_the_decoder_in_the_manifest(tmp_path, tiny
     assert {"decode_seconds", "model_seconds", "train_seconds", "evaluate_seconds",
             "write_seconds", "total_seconds"} <= set(timings)
     assert all(timings[k] >= 0 for k in ("model_seconds", "evaluate_seconds"))
+    # the training's time in its parts: the steps, validation, and the rest of each epoch
+    parts = ("steps_seconds", "validation_seconds", "epoch_end_seconds")
+    assert timings["steps_seconds"] > 0 and timings["validation_seconds"] > 0
+    assert sum(timings[k] for k in parts) == pytest.approx(timings["train_seconds"], abs=0.01)
     decoder = m["input"]["decoder"]
     assert decoder["name"] == "pil" and decoder["processes"] == 2
     assert decoder["function"] == m["input"]["preprocess_function"]

@@ -13,7 +13,7 @@ from tests.fakes import FakeTrainer
 from training_agent.adapters.blobstore.memory import InMemoryBlobStore
 from training_agent.adapters.metadata.memory import InMemoryMetadataRepo
 from training_agent.adapters.notifiers.memory import InMemoryNotifier
-from training_agent.adapters.trainers.clock import process_age, start_timings
+from training_agent.adapters.trainers.clock import Tally, process_age, start_timings
 from training_agent.adapters.trainers.lazy import LazyTrainer
 from training_agent.domain.service import TrainingService
 
@@ -118,3 +118,18 @@ def test_start_timings_add_the_process_age():
     timings = start_timings({"download_seconds": 0.5})
     assert timings["download_seconds"] == 0.5
     assert timings["process_start_to_trainer_seconds"] >= age - 0.01
+
+
+def test_a_tally_adds_each_parts_seconds_and_names_the_rest():
+    tally = Tally()
+    for _ in range(2):
+        with tally("steps_seconds"):
+            time.sleep(0.02)
+    with pytest.raises(ValueError), tally("validation_seconds"):  # timed however it ends
+        time.sleep(0.01)
+        raise ValueError
+    parts = tally.split(0.1, "epoch_end_seconds")
+    assert 0.04 <= parts["steps_seconds"] < 0.09 and 0.01 <= parts["validation_seconds"] < 0.05
+    assert parts["epoch_end_seconds"] == pytest.approx(
+        0.1 - parts["steps_seconds"] - parts["validation_seconds"], abs=0.002)
+    assert tally.split(0.01, "rest")["rest"] == 0.0  # never negative

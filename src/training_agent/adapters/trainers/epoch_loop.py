@@ -18,6 +18,7 @@ from . import colour_check
 from .augment import shift_strength
 from .average import WeightAverage, half_life_steps
 from .best_weights import BestWeights
+from .clock import Tally
 from .data import IGNORE, chunks_of, epoch_order, epoch_seed
 from .epoch_plan import EpochPlan
 from .evaluation import accuracy, logits_of
@@ -81,18 +82,21 @@ class EpochLoop:
         ctx, plan = self.ctx, self.plan
         budget = ctx.cfg.max_minutes * 60 if ctx.cfg.max_minutes else math.inf
         t_train = time.monotonic()
+        tally = Tally()  # the parts of train_seconds (docs/trainer.md: manifest)
         epoch = self.start_epoch
         while epoch <= plan.end_epoch:
             t0 = time.monotonic()
             strength = set_augment(self, epoch)
-            loss, train_acc, seen, timed_out = self.epoch(epoch, budget, t_train)
+            with tally("steps_seconds"):
+                loss, train_acc, seen, timed_out = self.epoch(epoch, budget, t_train)
             self.data.settle(ctx)  # a cache filled during this epoch: its skips, its timing
             self.on_epoch_end()  # the dataset check begins, or says its summary if done
             ctx.dist.average_buffers(self.learner.model)
             if self.average is not None:
                 ctx.dist.average_buffers(self.average.model)
             seconds = time.monotonic() - t0
-            cm, val_loss = self.learner.confusion(ctx, self.data, "val", self.judged)
+            with tally("validation_seconds"):
+                cm, val_loss = self.learner.confusion(ctx, self.data, "val", self.judged)
             val_acc = accuracy(cm)
             ips = seen / seconds if seconds else 0.0
             self.history.append({
@@ -115,6 +119,7 @@ class EpochLoop:
                 break
             epoch += 1
         ctx.timings["train_seconds"] = round(time.monotonic() - t_train, 3)
+        ctx.timings.update(tally.split(ctx.timings["train_seconds"], "epoch_end_seconds"))
 
     def epoch(self, epoch: int, budget: float, t_train: float) -> tuple[float, float, int, bool]:
         """One epoch's steps: (mean training loss, training accuracy of its batches as
@@ -174,12 +179,14 @@ class EpochLoop:
         images = max(1.0, total[1])
         return total[0] / images, total[2] / images, int(total[1]), timed_out
 
-    def hand_back_weights(self) -> None:
-        """Load the weights the job hands back (best_weights.py says which; the average's)."""
-        if self.average is not None:
-            self.learner.model.load_state_dict(self.average.model.state_dict())
-        self.best.hand_back(self.learner.model, self.history[-1] if self.history else None,
-                            self.plan.cooled(), self.data.total(self.ctx, "val"), self.ctx.say)
+
+
+def hand_back_weights(loop: EpochLoop) -> None:
+    """Load the weights the job hands back (best_weights.py says which; the average's)."""
+    if loop.average is not None:
+        loop.learner.model.load_state_dict(loop.average.model.state_dict())
+    loop.best.hand_back(loop.learner.model, loop.history[-1] if loop.history else None,
+                        loop.plan.cooled(), loop.data.total(loop.ctx, "val"), loop.ctx.say)
 
 
 def set_augment(loop: EpochLoop, epoch: int) -> float:

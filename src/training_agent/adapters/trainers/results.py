@@ -15,7 +15,7 @@ from training_agent.domain.verdict import judge
 
 from . import artifacts
 from .analysis import Predictions, predict
-from .epoch_loop import EpochLoop
+from .epoch_loop import EpochLoop, hand_back_weights
 from .evaluation import accuracy, per_class
 from .reporting import Reports
 
@@ -28,7 +28,7 @@ def finish(loop: EpochLoop, reports: Reports) -> TrainResult | None:
     data.settle(ctx)  # done at the first epoch's end, unless none ran (a resumed, finished run)
     reports.finish_dataset_check()  # still running, or no epoch ran
     t0 = time.monotonic()
-    loop.hand_back_weights()
+    hand_back_weights(loop)
     preds: dict[str, Predictions] = {}
     val_cm, preds["val"] = tested(loop, "val")
     metrics: dict[str, Any] = {"val_accuracy": accuracy(val_cm), "best_epoch": loop.best.epoch,
