@@ -137,3 +137,24 @@ def test_a_dataset_on_disk_is_read_from_its_files(tmp_path):
                            train=[(tmp_path / "a.jpg", 0)], val=[])
     src = source_of(splits)(tmp_path / "a.jpg")
     assert src == tmp_path / "a.jpg" and read(src) == jpeg(3)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"\x89PNG\r\n\x1a\nxxxx"],
+                         ids=["empty", "text", "cut-short-png"])
+def test_bytes_pil_cannot_identify_are_said_without_a_memory_address(tmp_path, content):
+    from training_agent.adapters.trainers.images import load_image, unreadable
+
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:  # a member: PIL reads its bytes
+        zf.writestr("train/cat/notes.jpg", content)
+    member = Member(str(tmp_path / "d.zip"), "train/cat/notes.jpg",
+                    tmp_path / "data" / "train" / "cat" / "notes.jpg")
+    on_disk = tmp_path / "train" / "cat" / "notes.jpg"  # a file: PIL names its path
+    on_disk.parent.mkdir(parents=True)
+    on_disk.write_bytes(content)
+    for src, named in ((member, ""), (on_disk, " 'cat/notes.jpg'")):
+        with pytest.raises(Exception) as err:
+            load_image(src, 16)
+        assert unreadable(src, err.value) == (
+            f"cat/notes.jpg: UnidentifiedImageError: cannot identify image file{named} (not an "
+            "image format PIL reads, or not a whole image)")
+    release(tmp_path / "d.zip")

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .decode_pool import DecodeFailed, DecodePool
 from .sources import Member, Source, path_of
@@ -89,13 +89,15 @@ def unreadable(src: Source | str, exc: Exception) -> str:
     messages carry and which would reach agent_logs and the status view."""
     path = path_of(src)
     shown = "/".join(path.parts[-2:])
-    reason = _IN_MEMORY.sub("the file", str(exc).replace(str(path), shown))
+    reason = _IN_MEMORY.sub("", str(exc).replace(str(path), shown))
+    if isinstance(exc, UnidentifiedImageError):  # a PNG cut short, a text file, no bytes
+        reason += " (not an image format PIL reads, or not a whole image)"
     return f"{shown}: {type(exc).__name__}: {reason}"
 
 
 # PIL names bytes it was given as '<_io.BytesIO object at 0x7f...>': a memory address in a
 # message a person reads (and that changes from run to run)
-_IN_MEMORY = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+_IN_MEMORY = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 # a file's bytes, sha256, width, height, mode, format, and why it is unreadable (or None)
