@@ -121,7 +121,40 @@ def test_file_facts_read_by_decoding_processes_give_the_same_report(tmp_path, mo
     monkeypatch.setattr(images, "FACTS_CHUNK", 8)
     monkeypatch.setattr(images, "DecodePool", Counted)
     _, pooled = checked(tmp_path / "planted.zip", tmp_path / "pooled")
-    assert len(facts) > 1 and sum(facts) == inline["images"]  # every file, in processes
+    every_file = inline["images"] + inline["files"]["unreadable"]["count"]
+    assert len(facts) > 1 and sum(facts) == every_file  # every file, in processes
     assert {k: v for k, v in pooled.items() if k != "seconds"} == \
         {k: v for k, v in inline.items() if k != "seconds"}
     assert "BytesIO" not in pooled["summary"] and "broken.jpg" in pooled["summary"]
+
+
+def test_counts_and_shares_are_of_the_readable_images(tmp_path):
+    """Unreadable files (text, empty, cut short) are counted as skipped, not as images: a
+    class whose test files are all unreadable is missing from test/, and the shares are of
+    what training and evaluation see."""
+    import zipfile
+
+    make_family_zip(tmp_path / "glyphs.zip", "glyphs", {"train": 10, "test": 3})
+    with zipfile.ZipFile(tmp_path / "glyphs.zip") as src:
+        members = {n: src.read(n) for n in src.namelist() if not n.endswith("/")}
+    tests = sorted(n for n in members if "/test/" in f"/{n}")
+    first, second = sorted({n.split("/")[-2] for n in tests})[:2]
+    junk = {"notes.txt": b"hello", "empty.jpg": b"", "cut.png": b"\x89PNG\r\n\x1a\nxx"}
+    top = tests[0].split("test/")[0]
+    with zipfile.ZipFile(tmp_path / "junk.zip", "w") as out:
+        for name, data in members.items():
+            if f"test/{second}/" not in name:  # the second class's test images: all junk
+                out.writestr(name, data)
+        for cls in (first, second):
+            for name, data in junk.items():
+                out.writestr(f"{top}test/{cls}/{name}", data)
+    splits, report = checked(tmp_path / "junk.zip", tmp_path / "data")
+    counts = report["counts"]
+    readable_test = len(splits.test) - 6
+    assert counts["test"]["skipped"] == 6 and counts["test"]["images"] == readable_test
+    assert counts["test"]["per_class"][first] == 3 and counts["test"]["per_class"][second] == 0
+    assert counts["missing_from"] == {"test": [second]}
+    assert report["images"] == len(splits.train) + len(splits.val) + readable_test
+    assert report["duplicates"]["test_leak"]["of"] == readable_test
+    assert report["files"]["unreadable"]["count"] == 6
+    assert f"test {readable_test})" in report["summary"]

@@ -5,7 +5,7 @@ of each split) plus one cheap pass over the files (a content hash and PIL's head
 format; nothing is decoded again). It informs and never refuses: only what intake already
 refuses is refused. The report (`dataset_report.json`) holds:
 
-- counts per class and split; imbalance (largest / smallest training class) with a warning
+- counts per class and split of the readable images (the unreadable counted apart); imbalance (largest / smallest training class) with a warning
   above `IMBALANCE_WARN`; classes present in train/ and missing from val/ or test/;
 - exact duplicates (same file bytes, sha256) and near-duplicates (a 128-bit difference hash of
   the decoded image — 64 bits from horizontal and 64 from vertical neighbours on a 9x8 grey
@@ -206,7 +206,8 @@ def check_dataset(splits: DatasetSplits, image_size: int,
     bits, blank, thumbs, device = _hashes(items, pixels, threads)
     warnings: list[dict[str, str]] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": 1,
-                              "image_size": image_size, "images": len(items)}
+                              "image_size": image_size,
+                              "images": sum(1 for it in items if it.error is None)}
     report["splits"] = _split_origin(splits)
     report["counts"] = _counts(items, names, skipped, warnings)
     report["balance"] = _balance(report["counts"], names, warnings)
@@ -276,8 +277,9 @@ def _split_origin(splits: DatasetSplits) -> dict[str, Any]:
 def _counts(items: list[Item], names: list[str], skipped: Mapping[str, Sequence[str]],
             warnings: list[dict[str, str]]) -> dict[str, Any]:
     per: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
-    for it in items:
-        per[it.split][names[it.label]] += 1
+    for it in items:  # the readable images: what training and evaluation see
+        if it.error is None:
+            per[it.split][names[it.label]] += 1
     out: dict[str, Any] = {s: {"images": sum(per[s].values()),
                                "per_class": {c: per[s][c] for c in names},
                                "skipped": len(skipped.get(s, []))} for s in SPLITS}
@@ -350,8 +352,8 @@ def _duplicates(items: list[Item], bits: torch.Tensor, blank: torch.Tensor,
               and {items[a].split, items[b].split} & {"train", "val"}}
     val_leaked = {b if items[b].split == "val" else a for a, b, _ in both
                   if {items[a].split, items[b].split} == {"train", "val"}}
-    n_test = sum(1 for it in items if it.split == "test")
-    n_val = sum(1 for it in items if it.split == "val")
+    n_test = sum(1 for it in items if it.split == "test" and it.error is None)
+    n_val = sum(1 for it in items if it.split == "val" and it.error is None)
     conflicts = [(a, b) for a, b, _ in both if items[a].label != items[b].label]
     out = {"method": {"exact": "sha256 of the file bytes",
                       "near": f"128-bit difference hash of the decoded image, at most "
