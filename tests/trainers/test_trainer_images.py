@@ -48,6 +48,31 @@ def test_transparent_pixels_read_as_white(tmp_path):
     assert (load_image(tmp_path / "palette.png", 8) == 255).all()
 
 
+def test_a_very_large_image_is_read_without_pils_bomb_warning(tmp_path, monkeypatch):
+    """Over PIL's 89-megapixel warning (here lowered to 1,000 pixels) an image is read by
+    the decode, the dataset check's header read, the auto size and the streamed check with
+    no warning printed to the job's output; over twice that PIL refuses it: a skip, with
+    PIL's reason."""
+    import warnings
+
+    from training_agent.adapters.trainers.data import _readable
+    from training_agent.adapters.trainers.images import file_facts, shorter_side, unreadable
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (40, 40), (9, 99, 199)).save(tmp_path / "big.png")  # 1,600 pixels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(tmp_path / "big.png", 8)[0, 0].tolist() == [9, 99, 199]
+        assert file_facts([tmp_path / "big.png"])[0][2:4] == (40, 40)
+        assert shorter_side(tmp_path / "big.png") == 40
+        assert _readable(tmp_path / "big.png") is None
+    assert [str(w.message) for w in caught] == []
+    Image.new("RGB", (50, 50)).save(tmp_path / "bomb.png")  # 2,500: over twice the limit
+    with pytest.raises(Image.DecompressionBombError) as err:
+        load_image(tmp_path / "bomb.png", 8)
+    assert "could be decompression bomb" in unreadable(tmp_path / "bomb.png", err.value)
+
+
 def test_auto_size_is_the_median_shorter_side_clamped_and_rounded(tmp_path):
     paths = []
     for i, (w, h) in enumerate([(100, 61), (70, 200), (500, 63), (20, 20), (1000, 900)]):

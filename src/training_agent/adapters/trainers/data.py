@@ -18,7 +18,7 @@ from PIL import Image
 
 from . import environment, host_feed
 from .decoding import Decoder, PilDecoder
-from .images import load_image, unreadable
+from .images import load_image, quiet, unreadable
 from .sources import Source, on_disk
 from .sources import read as read_source
 
@@ -137,7 +137,7 @@ class _Files(torch.utils.data.Dataset):
 
 def _readable(src: Source) -> str | None:
     try:
-        with Image.open(io.BytesIO(read_source(src))) as img:
+        with quiet(), Image.open(io.BytesIO(read_source(src))) as img:
             img.verify()
         return None
     except Exception as exc:

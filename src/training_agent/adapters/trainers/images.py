@@ -14,7 +14,8 @@ import re
 import statistics
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -49,11 +50,20 @@ def _opened(src: Source | str | bytes) -> Image.Image:
     return Image.open(src)
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """PIL's warnings (odd metadata, an image over its 89-megapixel bomb warning) are noise
+    in a job's output: a large image is in the dataset report (`much_larger`), an image PIL
+    refuses is skipped with PIL's reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def load_image(path: Source | str | bytes, size: int) -> np.ndarray:
     """The image (a file, a member of the dataset's zip, or its encoded bytes) as an RGB
     uint8 array of shape (size, size, 3). Raises on unreadable files."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # truncated/odd metadata: PIL's warnings are noise here
+    with quiet():
         with _opened(path) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (size, size))  # DCT scaling: decode at >= size, far faster
@@ -66,7 +76,7 @@ def load_image(path: Source | str | bytes, size: int) -> np.ndarray:
 
 def shorter_side(path: Source | str) -> int | None:
     try:
-        with _opened(path) as img:
+        with quiet(), _opened(path) as img:
             return min(img.size)
     except Exception:
         return None
@@ -114,7 +124,7 @@ def file_facts(sources: Sequence[Source]) -> list[Facts]:
         try:
             data = read_source(src)
             size, digest = len(data), hashlib.sha256(data).hexdigest()
-            with Image.open(io.BytesIO(data)) as img:
+            with quiet(), Image.open(io.BytesIO(data)) as img:
                 out.append((size, digest, img.size[0], img.size[1], img.mode,
                             img.format or "", None))
         except Exception as exc:
