@@ -216,6 +216,22 @@ def test_invalid_config_is_refused_by_name_before_a_job_exists(service, repo, co
     assert repo.get_project(project.id).status is ProjectStatus.PENDING_TRAINING
 
 
+@pytest.mark.parametrize("name, said", [
+    ("", "project name is empty"), ("  ", "project name is empty"),
+    ("a" * 201, "201 characters long, more than the limit of 200"),
+    ("cats\x1b[2J", "control character U\\+001B"), ("x\u202edog", "U\\+202E"),
+])
+def test_a_bad_project_name_is_refused_and_nothing_is_written(service, repo, blobs, dataset_zip,
+                                                             name, said):
+    with pytest.raises(InvalidInput, match=said):
+        service.create_project(name, DATASET_URL)
+    stored = set(blobs.blobs)
+    with pytest.raises(InvalidInput, match=said):
+        service.create_project_from_file(name, dataset_zip)
+    assert repo.list_projects(10) == [] and set(blobs.blobs) == stored  # no copy left
+    assert service.create_project("Cats & dogs ✓ " + "a" * 186, DATASET_URL).name.endswith("a")
+
+
 def test_cancel_stops_a_running_job(repo, blobs, notifier, tmp_path):
     service = make_service(repo, blobs, notifier, tmp_path)
     project = service.create_project("p", DATASET_URL, {"epochs": 5})

@@ -120,7 +120,8 @@ def plan_extraction(zf: zipfile.ZipFile, limits: IntakeLimits) -> ArchivePlan:
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def _control_character(name: str) -> str | None:
+def control_character(name: str) -> str | None:
+    """The first control character (or bidirectional override) in `name`, as U+XXXX; None."""
     for ch in name:
         if unicodedata.category(ch) == "Cc" or ch in _BIDI:
             return f"U+{ord(ch):04X}"
@@ -131,7 +132,7 @@ def _check_names(info: zipfile.ZipInfo, rel: tuple[str, ...]) -> None:
     """Class and file names reach logs, terminals and reports: no control characters (a
     newline, an escape sequence) and no bidirectional overrides."""
     for what, name in (("class name", rel[1]), ("file name", "/".join(rel[2:]))):
-        if code := _control_character(name):
+        if code := control_character(name):
             raise DatasetInvalid(
                 f"archive member {info.filename!r}: {what} {name!r} contains the control "
                 f"character {code}; refused (rename it)")

@@ -23,6 +23,22 @@ def checked_config(trainer: Trainer, *layers: dict[str, Any] | None) -> Training
     return config
 
 
+MAX_NAME = 200  # characters of a project's name
+
+
+def check_project_name(name: str) -> None:
+    """A project's name reaches logs, terminals, notifications and the models row's name
+    (`<name>_model`): not blank, not over MAX_NAME characters, no control characters."""
+    if not name.strip():
+        raise InvalidInput("project name is empty: give the project a name")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"project name is {len(name)} characters long, more than the "
+                           f"limit of {MAX_NAME}")
+    if code := archive.control_character(name):
+        raise InvalidInput(f"project name {name!r} contains the control character {code}; "
+                           "refused")
+
+
 class Intake(Part):
     """Creates projects and stores their datasets, once checked."""
 
@@ -33,6 +49,7 @@ class Intake(Part):
         for a `file://` zip also its central directory), then write the project and dataset
         rows. A store that cannot answer here (no credentials on this machine, unreachable)
         is no refusal: the check is noted in the project's log and the job makes it."""
+        check_project_name(name)
         check_dataset_url(dataset_url)
         # stored as validated (strict types; 1 for a float knob is 1.0), only the keys given
         validated = checked_config(self.setup.trainer, config or {}).model_dump(
@@ -52,6 +69,7 @@ class Intake(Part):
     ) -> tuple[Project, str]:
         """`project create` with a local zip: config and zip checked before the zip is copied
         into the model store. Returns the project and the dataset's URL."""
+        check_project_name(name)
         checked_config(self.setup.trainer, config or {})
         url = self.store_dataset(archive_path)
         try:
