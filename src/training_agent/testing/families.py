@@ -8,7 +8,13 @@ structure tells the classes apart:
   textures  stripes / checks / dots / rings at random scales, angles and colours (48 px)
   scenes    photo-like landscapes: mountains / city skyline / forest / sea with sun, random
             sky and ground colours, blurred and JPEG-compressed (64x48 px)
-  random    the shapes images with labels drawn at random (a dataset nothing can learn)"""
+  random    the shapes images with labels drawn at random (a dataset nothing can learn)
+Two more, added after the from-scratch recipe was settled, to check it on data it was not
+tuned on (bench/quality.py --families counts,relations):
+  counts    one to four filled blobs (discs or squares of random sizes and colours, each
+            its own colour) scattered on a noisy background: the class is how many (56 px)
+  relations a small filled square and a ring, the square left of / right of / above / below
+            the ring at random distances (a mirror would swap left and right) (48 px)"""
 
 from __future__ import annotations
 
@@ -206,12 +212,60 @@ def draw_scene(cls: int, rng: random.Random, size: int = 64) -> Image.Image:
     return _noise(img, rng, 30)
 
 
+# ---- counts -------------------------------------------------------------------------------
+COUNT_CLASSES = ["one", "two", "three", "four"]
+
+
+def draw_count(cls: int, rng: random.Random, size: int = 56) -> Image.Image:
+    bg = _colour(rng)
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    placed: list[tuple[float, float, float]] = []
+    while len(placed) < cls + 1:  # apart from each other, whole inside the image
+        r = rng.uniform(0.06, 0.13) * size
+        x, y = rng.uniform(r + 1, size - r - 1), rng.uniform(r + 1, size - r - 1)
+        if all(math.hypot(x - a, y - b) > r + c + 2 for a, b, c in placed):
+            placed.append((x, y, r))
+    for x, y, r in placed:
+        box = [x - r, y - r, x + r, y + r]
+        ink = _contrasting(rng, bg)
+        (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=ink)
+    return _noise(img, rng, 40)
+
+
+# ---- relations ----------------------------------------------------------------------------
+RELATION_CLASSES = ["left_of", "right_of", "above", "below"]
+
+
+def draw_relation(cls: int, rng: random.Random, size: int = 48) -> Image.Image:
+    bg = _colour(rng)
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    r = rng.uniform(0.08, 0.14) * size
+    gap = rng.uniform(2.4, 4.0) * r  # centre to centre
+    dx, dy = {"left_of": (-gap, 0), "right_of": (gap, 0), "above": (0, -gap),
+              "below": (0, gap)}[RELATION_CLASSES[cls]]
+    jitter = rng.uniform(-0.6, 0.6) * r  # across the relation's axis
+    dx, dy = (dx, jitter) if dy == 0 else (jitter, dy)
+    lo_x, hi_x = r + 1 + max(0.0, -dx), size - r - 1 - max(0.0, dx)
+    lo_y, hi_y = r + 1 + max(0.0, -dy), size - r - 1 - max(0.0, dy)
+    cx, cy = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)  # the ring
+    d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=_contrasting(rng, bg),
+              width=max(2, size // 20))
+    sx, sy = cx + dx, cy + dy
+    d.rectangle([sx - r * 0.8, sy - r * 0.8, sx + r * 0.8, sy + r * 0.8],
+                fill=_contrasting(rng, bg))
+    return _noise(img, rng, 40)
+
+
 FAMILIES: dict[str, tuple[list[str], Callable[[int, random.Random], Image.Image]]] = {
     "shapes": (SHAPE_CLASSES, draw_shape),
     "glyphs": (GLYPH_CLASSES, draw_glyph),
     "textures": (TEXTURE_CLASSES, draw_texture),
     "scenes": (SCENE_CLASSES, draw_scene),
     "random": (SHAPE_CLASSES, draw_shape),
+    "counts": (COUNT_CLASSES, draw_count),
+    "relations": (RELATION_CLASSES, draw_relation),
 }
 
 
