@@ -180,7 +180,6 @@ class EpochLoop:
         return total[0] / images, total[2] / images, int(total[1]), timed_out
 
 
-
 def hand_back_weights(loop: EpochLoop) -> None:
     """Load the weights the job hands back (best_weights.py says which; the average's)."""
     if loop.average is not None:
