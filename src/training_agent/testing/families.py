@@ -53,6 +53,14 @@ def _noise(img: Image.Image, rng: random.Random, amount: int) -> Image.Image:
     return Image.blend(img, noise, rng.uniform(0.03, 0.12))
 
 
+def _canvas(rng: random.Random, size: int) -> tuple[tuple[int, int, int], Image.Image,
+                                                    ImageDraw.ImageDraw]:
+    """A square of one random colour to draw on: (its colour, the image, its pen)."""
+    bg = _colour(rng)
+    img = Image.new("RGB", (size, size), bg)
+    return bg, img, ImageDraw.Draw(img)
+
+
 def _rotated(points: list[tuple[float, float]], cx: float, cy: float,
              angle: float) -> list[tuple[float, float]]:
     c, s = math.cos(angle), math.sin(angle)
@@ -65,9 +73,7 @@ SHAPE_CLASSES = ["circle", "square", "triangle", "cross"]
 
 
 def draw_shape(cls: int, rng: random.Random, size: int = 64) -> Image.Image:
-    bg = _colour(rng)
-    img = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(img)
+    bg, img, d = _canvas(rng, size)
     ink = _contrasting(rng, bg)
     r = rng.uniform(0.22, 0.45) * size
     cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
@@ -217,9 +223,7 @@ COUNT_CLASSES = ["one", "two", "three", "four"]
 
 
 def draw_count(cls: int, rng: random.Random, size: int = 56) -> Image.Image:
-    bg = _colour(rng)
-    img = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(img)
+    bg, img, d = _canvas(rng, size)
     placed: list[tuple[float, float, float]] = []
     while len(placed) < cls + 1:  # apart from each other, whole inside the image
         r = rng.uniform(0.06, 0.13) * size
@@ -238,9 +242,7 @@ RELATION_CLASSES = ["left_of", "right_of", "above", "below"]
 
 
 def draw_relation(cls: int, rng: random.Random, size: int = 48) -> Image.Image:
-    bg = _colour(rng)
-    img = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(img)
+    bg, img, d = _canvas(rng, size)
     r = rng.uniform(0.08, 0.14) * size
     gap = rng.uniform(2.4, 4.0) * r  # centre to centre
     dx, dy = {"left_of": (-gap, 0), "right_of": (gap, 0), "above": (0, -gap),
