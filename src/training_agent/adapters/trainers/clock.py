@@ -29,8 +29,6 @@ def start_timings(before: dict[str, float]) -> dict[str, float]:
                          if age is not None else {})}
 
 
-
-
 class Tally:
     """Seconds added up by name: `with tally("steps_seconds"): ...` adds the block's time."""
 

@@ -5,8 +5,9 @@ of each split) plus one cheap pass over the files (a content hash and PIL's head
 format; nothing is decoded again). It informs and never refuses: only what intake already
 refuses is refused. The report (`dataset_report.json`) holds:
 
-- counts per class and split of the readable images (the unreadable counted apart); imbalance (largest / smallest training class) with a warning
-  above `IMBALANCE_WARN`; classes present in train/ and missing from val/ or test/;
+- counts per class and split of the readable images (the unreadable counted apart);
+  imbalance (largest / smallest training class) with a warning above `IMBALANCE_WARN`;
+  classes present in train/ and missing from val/ or test/;
 - exact duplicates (same file bytes, sha256) and near-duplicates (a 128-bit difference hash of
   the decoded image — 64 bits from horizontal and 64 from vertical neighbours on a 9x8 grey
   thumbnail — within `NEAR_BITS` bits, confirmed by a correlation of 16x16 colour thumbnails of
