@@ -206,13 +206,17 @@ def check_dataset(splits: DatasetSplits, image_size: int,
     _file_facts(items, threads)
     bits, blank, thumbs, device = _hashes(items, pixels, threads)
     warnings: list[dict[str, str]] = []
+    # counted, and every share's denominator, are the readable images: what training and
+    # evaluation see (the unreadable are counted apart, as skipped)
+    counts = _counts([it for it in items if it.error is None], names, skipped, warnings)
     report: dict[str, Any] = {"format": FORMAT, "format_version": 1,
                               "image_size": image_size,
-                              "images": sum(1 for it in items if it.error is None)}
+                              "images": sum(counts[s]["images"] for s in SPLITS)}
     report["splits"] = _split_origin(splits)
-    report["counts"] = _counts(items, names, skipped, warnings)
-    report["balance"] = _balance(report["counts"], names, warnings)
-    report["duplicates"] = _duplicates(items, bits, blank, thumbs, names, warnings, device)
+    report["counts"] = counts
+    report["balance"] = _balance(counts, names, warnings)
+    report["duplicates"] = _duplicates(items, bits, blank, thumbs, names, warnings, device,
+                                       {s: counts[s]["images"] for s in SPLITS})
     report["files"] = _files(items, blank, image_size, skipped, warnings)
     report["warnings"] = warnings
     report["seconds"] = round(time.monotonic() - t0, 3)
@@ -278,9 +282,8 @@ def _split_origin(splits: DatasetSplits) -> dict[str, Any]:
 def _counts(items: list[Item], names: list[str], skipped: Mapping[str, Sequence[str]],
             warnings: list[dict[str, str]]) -> dict[str, Any]:
     per: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
-    for it in items:  # the readable images: what training and evaluation see
-        if it.error is None:
-            per[it.split][names[it.label]] += 1
+    for it in items:
+        per[it.split][names[it.label]] += 1
     out: dict[str, Any] = {s: {"images": sum(per[s].values()),
                                "per_class": {c: per[s][c] for c in names},
                                "skipped": len(skipped.get(s, []))} for s in SPLITS}
@@ -319,7 +322,8 @@ def _balance(counts: dict[str, Any], names: list[str],
 
 def _duplicates(items: list[Item], bits: torch.Tensor, blank: torch.Tensor,
                 thumbs: torch.Tensor, names: list[str], warnings: list[dict[str, str]],
-                device: torch.device) -> dict[str, Any]:
+                device: torch.device, sizes: Mapping[str, int]) -> dict[str, Any]:
+    """`sizes`: the readable images of each split (the leaks' shares are of these)."""
     by_hash: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         if it.error is None:
@@ -353,8 +357,7 @@ def _duplicates(items: list[Item], bits: torch.Tensor, blank: torch.Tensor,
               and {items[a].split, items[b].split} & {"train", "val"}}
     val_leaked = {b if items[b].split == "val" else a for a, b, _ in both
                   if {items[a].split, items[b].split} == {"train", "val"}}
-    n_test = sum(1 for it in items if it.split == "test" and it.error is None)
-    n_val = sum(1 for it in items if it.split == "val" and it.error is None)
+    n_test, n_val = sizes["test"], sizes["val"]
     conflicts = [(a, b) for a, b, _ in both if items[a].label != items[b].label]
     out = {"method": {"exact": "sha256 of the file bytes",
                       "near": f"128-bit difference hash of the decoded image, at most "
